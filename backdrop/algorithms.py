@@ -1,0 +1,350 @@
+"""The registry of methods. Each is an `Algorithm`: a list of phases, one `update_<phase>(batch)
+-> losses` function per phase, and `predict(x) -> logits`. The training loop (train.py) is shared.
+
+A batch is a dict: `x` (N×C×H×W in [0, 1], already augmented), `y` (labels) and, where the phase
+asked for per-image masks in `begin_phase`, `m` (the masks, augmented with the same geometry).
+"""
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import masks as M
+from .errors import UserError
+from .models import AGCNN, BackgroundGenerator, Classifier, UNet
+
+ALGORITHMS = {}
+
+
+def register(name):
+    def add(cls):
+        ALGORITHMS[name] = cls
+        cls.name = name
+        return cls
+    return add
+
+
+def get_algorithm(name):
+    if name not in ALGORITHMS:
+        raise UserError(f"unknown method '{name}'; choose from {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name]
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    epochs: int
+
+
+class GradReverse(torch.autograd.Function):
+    """Identity forward, negated gradient backward: lets one backward pass make `f` descend and
+    `f_b` ascend the same loss (the ascent:descent = 1 case of the game)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+@contextmanager
+def frozen(*modules):
+    """No weight gradients for these modules inside the block (they still pass gradients through)."""
+    params = [p for m in modules for p in m.parameters()]
+    saved = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, s in zip(params, saved):
+            p.requires_grad_(s)
+
+
+class Algorithm(nn.Module):
+    """Base: holds the networks (as submodules) and one Adam optimiser per trained network.
+
+    `distribute(wrap)` lets Ray Train wrap each trained network in DDP on its own; `live(name)`
+    returns the wrapped network for steps that train it, while frozen players are called plain
+    so DDP never waits for gradients that a step does not produce."""
+
+    def __init__(self, cfg, in_channels=1, n_classes=10, size=32):
+        super().__init__()
+        self.cfg, self.in_channels, self.n_classes, self.size = cfg, in_channels, n_classes, size
+        self.optimizers = {}
+        self._wrapped = {}
+
+    def add_optimizer(self, net_name, lr):
+        self.optimizers[net_name] = torch.optim.Adam(getattr(self, net_name).parameters(), lr=lr)
+
+    def distribute(self, wrap):
+        for name in self.optimizers:
+            self._wrapped[name] = wrap(getattr(self, name))
+
+    def live(self, name):
+        return self._wrapped.get(name, getattr(self, name))
+
+    def step(self, *net_names):
+        for n in net_names:
+            self.optimizers[n].step()
+
+    def zero_grad_all(self):
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+
+    def phases(self):
+        raise NotImplementedError
+
+    def begin_phase(self, phase, train_x):
+        """Called once before a phase; may return per-image masks (N×1×H×W) for its batches."""
+        return None
+
+    def update(self, phase, batch):
+        self.zero_grad_all()
+        return getattr(self, f"update_{phase}")(batch)
+
+    @torch.no_grad()
+    def predict(self, x):
+        raise NotImplementedError
+
+    def optimizer_state(self):
+        return {k: o.state_dict() for k, o in self.optimizers.items()}
+
+    def load_optimizer_state(self, state):
+        for k, s in state.items():
+            self.optimizers[k].load_state_dict(s)
+
+
+@register("vanilla")
+class Vanilla(Algorithm):
+    """The plain CNN: cross-entropy on the (augmented) training images."""
+
+    def __init__(self, cfg, in_channels=1, n_classes=10, size=32):
+        super().__init__(cfg, in_channels, n_classes, size)
+        self.f = Classifier(in_channels, n_classes, cfg["widths"], cfg["dense"], size)
+        self.add_optimizer("f", cfg["lr_f"])
+
+    def phases(self):
+        return [Phase("classifier", self.cfg["epochs_f"])]
+
+    def update_classifier(self, batch):
+        loss = F.cross_entropy(self.live("f")(batch["x"]), batch["y"])
+        loss.backward()
+        self.step("f")
+        return {"loss_f": loss.item()}
+
+    @torch.no_grad()
+    def predict(self, x):
+        return self.f(x)
+
+
+@register("attention")
+class Attention(Algorithm):
+    """AG-CNN: global and fused (global + cropped local) heads trained together with CE each."""
+
+    def __init__(self, cfg, in_channels=1, n_classes=10, size=32):
+        super().__init__(cfg, in_channels, n_classes, size)
+        self.f = AGCNN(in_channels, n_classes, cfg["widths"], cfg["dense"], size, cfg["tau"])
+        self.add_optimizer("f", cfg["lr_f"])
+
+    def phases(self):
+        return [Phase("attention", self.cfg["epochs_f"])]
+
+    def update_attention(self, batch):
+        global_logits, fused = self.live("f")(batch["x"])
+        loss_g = F.cross_entropy(global_logits, batch["y"])
+        loss_fused = F.cross_entropy(fused, batch["y"])
+        (loss_g + loss_fused).backward()
+        self.step("f")
+        return {"loss_global": loss_g.item(), "loss_fused": loss_fused.item()}
+
+    @torch.no_grad()
+    def predict(self, x):
+        return self.f(x)[1]
+
+
+@register("adversarial")
+class Adversarial(Algorithm):
+    """The method: classifier `f`, mask U-Net `f_m`, background generator `f_b` (METHOD.md).
+
+    phased:     1 `classifier` (f on clean data), 2 `mask` (f_m, f frozen), 3 `adversarial`
+                (f vs f_b on composites, f_m frozen: each image's mask is computed once).
+    end_to_end: 1 `classifier`, then `end_to_end` (f and f_m descend, f_b ascends).
+    `ascent_per_descent` sets how many f_b steps go with each f step; at exactly 1 the two share
+    one forward/backward through a gradient-reversal layer."""
+
+    def __init__(self, cfg, in_channels=1, n_classes=10, size=32):
+        super().__init__(cfg, in_channels, n_classes, size)
+        self.f = Classifier(in_channels, n_classes, cfg["widths"], cfg["dense"], size)
+        self.f_m = UNet(in_channels, cfg["widths"])
+        self.f_b = BackgroundGenerator(cfg["noise_dim"], cfg["tiles"], size, in_channels, cfg["gen_width"])
+        self.add_optimizer("f", cfg["lr_f"])
+        if cfg["mask"] == "unet":
+            self.add_optimizer("f_m", cfg["lr_m"])
+        if cfg["background"] == "adv":
+            self.add_optimizer("f_b", cfg["lr_b"])
+        self.ascent_credit = 0.0
+        self.bank = None
+        self.noise = torch.Generator().manual_seed(cfg["seed"] + 1)
+
+    def phases(self):
+        c = self.cfg
+        mask_epochs = c["epochs_mask"] if c["mask"] == "unet" else 0
+        if c["schedule"] == "end_to_end":
+            return [Phase("classifier", c["epochs_f"]), Phase("end_to_end", c["epochs_adv"])]
+        return [Phase("classifier", c["epochs_f"]), Phase("mask", mask_epochs),
+                Phase("adversarial", c["epochs_adv"])]
+
+    # ---- pieces shared by the phases ----
+    def mask_of(self, x):
+        """The (binarised) mask the adversarial phase composites with, without gradients."""
+        c = self.cfg
+        if c["mask"] == "heuristic":
+            return M.heuristic_mask(x)
+        if c["mask"] == "none":
+            return torch.full_like(x[:, :1], c["mask_blend"])
+        with torch.no_grad():
+            return M.binarize(self.f_m(x), c["binarize"], c["mask_area"])
+
+    def mask_penalty(self, m):
+        c = self.cfg
+        return (M.area_penalty(m, c["mask_area"], c["mask_area_loss"] == "squared")
+                + c["mask_tv"] * M.total_variation(m))
+
+    def white_penalty(self, b):
+        # Grayscale only (METHOD.md): stops f_b from winning by painting everything white.
+        if not self.cfg["white_penalty"] or b.shape[1] != 1:
+            return b.new_zeros(())
+        return torch.relu(b.mean() - 0.5)
+
+    def backgrounds(self, n, device, generator_live=True):
+        mode = self.cfg["background"]
+        shape = (n, self.in_channels, self.size, self.size)
+        if mode == "adv":
+            net = self.live("f_b") if generator_live else self.f_b
+            return net(self.f_b.sample_noise(n, self.noise).to(device))
+        if mode == "black":
+            return torch.zeros(shape, device=device)
+        if mode == "noise":
+            return torch.rand(shape, generator=self.noise).to(device)
+        if mode == "real":
+            return self.bank.sample(n, self.noise).to(device)
+        return self.bank[torch.randint(len(self.bank), (n,), generator=self.noise)].to(device)  # fixed
+
+    def make_bank(self):
+        mode = self.cfg["background"]
+        if mode == "real":
+            from .backgrounds import TextureBank
+            self.bank = TextureBank(self.size, self.in_channels, seed=self.cfg["seed"])
+        elif mode == "fixed":
+            # Never updated: smooth random noise at several scales, drawn once from the seed.
+            g = torch.Generator().manual_seed(self.cfg["seed"] + 2)
+            k = self.cfg["fixed_bank_size"]
+            parts = []
+            for i, side in enumerate((4, 8, 16, self.size)):
+                low = torch.rand(k // 4 + (i < k % 4), self.in_channels, side, side, generator=g)
+                parts.append(F.interpolate(low, size=self.size, mode="bilinear", align_corners=False))
+            self.bank = torch.cat(parts)
+
+    def ascents_due(self):
+        """How many f_b steps go with this f step (ascent_per_descent may be fractional)."""
+        self.ascent_credit += self.cfg["ascent_per_descent"]
+        k = int(self.ascent_credit)
+        self.ascent_credit -= k
+        return k
+
+    def begin_phase(self, phase, train_x):
+        if phase in ("adversarial", "end_to_end") and self.bank is None:
+            self.make_bank()
+        if phase == "adversarial" and self.cfg["mask"] == "unet":
+            # f_m is frozen in this phase: compute every image's mask once, on the un-augmented
+            # image; the loop then transforms each mask together with its image.
+            self.f_m.eval()
+            out = [self.mask_of(chunk) for chunk in train_x.split(1024)]
+            self.f_m.train()
+            return torch.cat(out)
+        return None
+
+    # ---- one function per phase ----
+    def update_classifier(self, batch):
+        loss = F.cross_entropy(self.live("f")(batch["x"]), batch["y"])
+        loss.backward()
+        self.step("f")
+        return {"loss_f": loss.item()}
+
+    def update_mask(self, batch):
+        x, y = batch["x"], batch["y"]
+        m = self.live("f_m")(x)
+        with frozen(self.f):
+            ce = F.cross_entropy(self.f(x * m), y)
+        penalty = self.mask_penalty(m)
+        (ce + penalty).backward()
+        self.step("f_m")
+        return {"loss_mask_ce": ce.item(), "loss_mask_penalty": penalty.item(), "mask_mean": m.mean().item()}
+
+    def update_adversarial(self, batch):
+        x, y = batch["x"], batch["y"]
+        m = batch["m"] if "m" in batch else self.mask_of(x)
+        return self.play(x, y, lambda: m, with_mask_loss=False)
+
+    def update_end_to_end(self, batch):
+        x, y = batch["x"], batch["y"]
+        if self.cfg["mask"] != "unet":
+            m = self.mask_of(x)
+            return self.play(x, y, lambda: m, with_mask_loss=False)
+
+        def live_mask():
+            soft = self.live("f_m")(x)
+            hard = M.binarize(soft.detach(), self.cfg["binarize"], self.cfg["mask_area"])
+            return soft + (hard - soft).detach(), soft        # straight-through binarisation
+        return self.play(x, y, live_mask, with_mask_loss=True)
+
+    def play(self, x, y, mask_fn, with_mask_loss):
+        """One descent step of f (and f_m when `with_mask_loss`) and its due ascent steps of f_b."""
+        adversary = self.cfg["background"] == "adv"
+        k = self.ascents_due() if adversary else 0
+        descend = ["f"] + (["f_m"] if with_mask_loss else [])
+        out = mask_fn()
+        m, soft = out if isinstance(out, tuple) else (out, out)
+        losses = {}
+        if adversary and k == 1 and self.cfg["ascent_per_descent"] == 1.0:
+            # Fused: one forward/backward; the reversal layer turns f's descent into f_b's ascent.
+            b = self.backgrounds(len(x), x.device)
+            ce = F.cross_entropy(self.live("f")(M.composite(x, m, GradReverse.apply(b))), y)
+            white = self.white_penalty(b)
+            total = ce + white + (self.mask_penalty(soft) if with_mask_loss else 0)
+            total.backward()
+            self.step(*descend, "f_b")
+            losses.update(loss_f=ce.item(), loss_b=-ce.item() + white.item())
+        else:
+            with torch.no_grad():
+                b = self.backgrounds(len(x), x.device, generator_live=False)
+            ce = F.cross_entropy(self.live("f")(M.composite(x, m, b)), y)
+            total = ce + (self.mask_penalty(soft) if with_mask_loss else 0)
+            total.backward()
+            self.step(*descend)
+            losses["loss_f"] = ce.item()
+            for _ in range(k):
+                losses["loss_b"] = self.ascend(x, y, m.detach())
+        if with_mask_loss:
+            losses["mask_mean"] = soft.mean().item()
+        return losses
+
+    def ascend(self, x, y, m):
+        """One step of f_b maximising the classifier's loss, with f frozen."""
+        self.optimizers["f_b"].zero_grad(set_to_none=True)
+        b = self.backgrounds(len(x), x.device)
+        with frozen(self.f):
+            ce = F.cross_entropy(self.f(M.composite(x, m, b)), y)
+        loss = -ce + self.white_penalty(b)
+        loss.backward()
+        self.step("f_b")
+        return loss.item()
+
+    @torch.no_grad()
+    def predict(self, x):
+        return self.f(x)

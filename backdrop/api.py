@@ -1,0 +1,68 @@
+"""Save a trained model and load it back to classify images of your own.
+
+    from backdrop.api import load_model
+    model = load_model("model.pt")          # a file saved by `python -m platform.train`
+    logits = model(x)                       # x: N×C×32×32 float tensor in [0, 1] → N×classes
+    model.score(x, y)                       # accuracy on your own backgrounds
+"""
+from pathlib import Path
+
+import torch
+
+from .algorithms import get_algorithm
+from .errors import UserError
+from .hparams import make_config
+
+
+def save_model(algorithm, path):
+    """Everything needed to rebuild the predictor: the config, the shapes and all weights."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": algorithm.cfg, "in_channels": algorithm.in_channels,
+                "n_classes": algorithm.n_classes, "size": algorithm.size,
+                "state": algorithm.state_dict()}, path)
+    return path
+
+
+class Model:
+    """A loaded predictor: call it on N×C×S×S floats in [0, 1] to get logits."""
+
+    def __init__(self, algorithm):
+        self.algorithm = algorithm.eval()
+        self.config = algorithm.cfg
+        self.shape = (algorithm.in_channels, algorithm.size, algorithm.size)
+
+    def check(self, x):
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
+        x = x.float()
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.shape:
+            raise UserError(f"expected a batch of shape N×{'×'.join(map(str, self.shape))}, got {tuple(x.shape)}")
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise UserError("pixel values must lie in [0, 1]; scale uint8 images by 1/255")
+        return x
+
+    @torch.no_grad()
+    def __call__(self, x):
+        return self.algorithm.predict(self.check(x))
+
+    predict = __call__
+
+    def score(self, x, y):
+        return (self(x).argmax(1) == torch.as_tensor(y)).float().mean().item()
+
+
+def load_model(path) -> Model:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such model file; pass a model.pt saved by platform.train")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        cfg = make_config(saved["config"], where=str(path))
+        algorithm = get_algorithm(cfg["method"])(cfg, saved["in_channels"], saved["n_classes"], saved["size"])
+        algorithm.load_state_dict(saved["state"])
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{path}: not a backdrop model file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return Model(algorithm)

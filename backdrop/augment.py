@@ -1,0 +1,49 @@
+"""Training augmentation (METHOD.md): rotation ±15°, shifts ±15 %, shear 0.3, brightness ×[0.8, 1.2].
+
+The geometric transform is drawn once per image and applied to the image *and* its mask in one
+`grid_sample` call, so masks stay aligned with images (the companion code masked the augmented
+image with a mask computed on the un-augmented one; we must not). Brightness touches the image only.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Augment:
+    rotation_deg: float = 15.0
+    shift: float = 0.15
+    shear: float = 0.3
+    brightness: tuple = (0.8, 1.2)
+
+    def affine(self, n, generator=None, device=None):
+        """N × 2 × 3 affine matrices in the normalised coordinates of `affine_grid`."""
+        u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+        a = u(-1, 1) * math.radians(self.rotation_deg)
+        s = u(-self.shear, self.shear)
+        tx, ty = u(-1, 1) * 2 * self.shift, u(-1, 1) * 2 * self.shift  # [-1,1] spans the image: 2 units
+        cos, sin = a.cos(), a.sin()
+        # rotation @ shear (x' = x + s·y), then translation
+        theta = torch.stack([torch.stack([cos, cos * s - sin, tx], 1),
+                             torch.stack([sin, sin * s + cos, ty], 1)], 1)
+        return theta
+
+    def __call__(self, x, *aligned, generator=None):
+        """Transform `x` (N×C×H×W) and every tensor in `aligned` (e.g. masks, N×1×H×W) with
+        the same per-image geometry; returns (x, *aligned)."""
+        n = x.shape[0]
+        theta = self.affine(n, generator, x.device)
+        stacked = torch.cat([x, *aligned], 1)
+        grid = F.affine_grid(theta, stacked.shape, align_corners=False)
+        out = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        lo, hi = self.brightness
+        gain = lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=generator, device=x.device)
+        c = x.shape[1]
+        parts = [(out[:, :c] * gain).clamp(0, 1)]
+        i = c
+        for t in aligned:
+            parts.append(out[:, i:i + t.shape[1]])
+            i += t.shape[1]
+        return tuple(parts)

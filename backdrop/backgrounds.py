@@ -1,0 +1,368 @@
+"""The fixed test backgrounds of Table 1, validation backgrounds of other families, the
+salt-and-pepper noise sweep, and a bank of real photographs (METHOD.md, "The test backgrounds").
+
+Every pattern is a deterministic binary image of size S x S (1 = on, 0 = off). A pattern is laid
+over an image by `apply_pattern`: the image's support (`x > 0` in any channel) is dilated by a
+disk of radius 2 (`halo`); pixels outside that halo take the pattern's value in every channel,
+the object and its halo keep theirs.
+
+Model selection must use `VAL_FAMILIES` (or clean data) only; `TEST_FAMILIES` are for the final
+report. The two sets share no name and no pattern.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.draw import circle_perimeter
+from skimage.morphology import disk
+
+from .errors import UserError
+
+TEST_FAMILIES = ("stripes", "board", "border", "circles", "clock", "random")
+VAL_FAMILIES = ("hlines", "grid", "dots", "rings", "speckle", "waves")
+NOISE_RATES = tuple([round(0.01 * i, 2) for i in range(10)] + [round(0.1 * i, 1) for i in range(1, 11)])
+
+RANDOM_RATE, RANDOM_SEED = 0.25, 0      # the test family "random"
+SPECKLE_RATE, SPECKLE_SEED = 0.15, 1    # the validation family "speckle"
+HALO_RADIUS = 2
+
+
+# ----------------------------------------------------------------------------- patterns
+def salt_and_pepper(rate: float, size: int = 32, seed: int = 0) -> np.ndarray:
+    """A fixed S x S pattern with exactly round(rate*S*S) pixels set to 1.
+
+    The pixels are the first k of a permutation drawn from `seed`, so for one seed the patterns
+    are nested: a higher rate switches on more pixels and keeps the lower rate's ones.
+    """
+    size = _check_size(size)
+    if not 0.0 <= float(rate) <= 1.0:
+        raise UserError(f"salt-and-pepper rate must be in [0, 1], got {rate}")
+    n = size * size
+    k = int(math.floor(float(rate) * n + 0.5))
+    flat = np.zeros(n, dtype=np.float32)
+    flat[np.random.default_rng(seed).permutation(n)[:k]] = 1.0
+    return flat.reshape(size, size)
+
+
+def _grid(size):
+    return np.mgrid[0:size, 0:size]  # rows, cols
+
+
+def _circles(size, centres, radii):
+    p = np.zeros((size, size), dtype=np.float32)
+    for (r, c) in centres:
+        for rad in radii:
+            rr, cc = circle_perimeter(int(r), int(c), int(rad), shape=(size, size))
+            p[rr, cc] = 1.0
+    return p
+
+
+def _stripes(S):
+    # lines row = col + b for b = -S+1, -S+11, ...; 2 px thick (b and b+1); period 10.
+    row, col = _grid(S)
+    return (np.mod(row - col + S - 1, 10) < 2).astype(np.float32)
+
+
+def _board(S):
+    # 6 px squares, grid origin at (-2, -2), top-left square black.
+    row, col = _grid(S)
+    return (((row + 2) // 6 + (col + 2) // 6) % 2).astype(np.float32)
+
+
+def _border(S):
+    p = np.ones((S, S), dtype=np.float32)
+    p[2:S - 2, 2:S - 2] = 0.0
+    return p
+
+
+def _circles4(S):
+    return _circles(S, [(8, 8), (S - 8, 8), (8, S - 8), (S - 8, S - 8)], [6])
+
+
+def _clock(S):
+    h = S // 2
+    p = _circles(S, [(h, h)], [h - 1, h - 2])
+    band = slice(h - 1, h + 2)          # 3 px wide: S/2-1 .. S/2+1
+    p[0:7, band] = 1.0                  # 12 o'clock: rows 0..6
+    p[band, 0:7] = 1.0                  # 9 o'clock: cols 0..6
+    p[S - 6:S, band] = 1.0              # 6 o'clock: rows S-6..S-1
+    p[band, S - 6:S] = 1.0              # 3 o'clock: cols S-6..S-1
+    return p
+
+
+def _random(S):
+    return salt_and_pepper(RANDOM_RATE, S, seed=RANDOM_SEED)
+
+
+# Validation families: other geometry, never one of the six above.
+def _hlines(S):
+    row, _ = _grid(S)
+    return (np.mod(row - 1, 8) < 2).astype(np.float32)           # horizontal, 2 px, period 8
+
+
+def _thin_grid(S):
+    row, col = _grid(S)
+    return ((np.mod(row, 7) == 3) | (np.mod(col, 7) == 3)).astype(np.float32)   # 1 px, period 7
+
+
+def _dots(S):
+    row, col = _grid(S)
+    return ((np.mod(row, 6) >= 4) & (np.mod(col, 6) >= 4)).astype(np.float32)   # 2x2 dots, period 6
+
+
+def _rings(S):
+    centre = (round(0.3 * S), round(0.7 * S))                    # off-centre
+    return _circles(S, [centre], range(3, 2 * S, 5))
+
+
+def _speckle(S):
+    return salt_and_pepper(SPECKLE_RATE, S, seed=SPECKLE_SEED)
+
+
+def _waves(S):
+    row, col = _grid(S)
+    shift = np.rint(2.5 * np.sin(2 * np.pi * col / 12.0)).astype(int)
+    return (np.mod(row + shift, 9) < 2).astype(np.float32)      # wavy horizontal bands
+
+
+_MAKERS = {
+    "stripes": _stripes, "board": _board, "border": _border,
+    "circles": _circles4, "clock": _clock, "random": _random,
+    "hlines": _hlines, "grid": _thin_grid, "dots": _dots,
+    "rings": _rings, "speckle": _speckle, "waves": _waves,
+}
+assert tuple(_MAKERS) == TEST_FAMILIES + VAL_FAMILIES
+
+
+def _check_size(size) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 16:
+        raise UserError(f"pattern size must be an integer >= 16, got {size!r}")
+    return int(size)
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern_cached(name: str, size: int) -> np.ndarray:
+    p = _MAKERS[name](size)
+    p.setflags(write=False)
+    return p
+
+
+def pattern(name: str, size: int = 32) -> np.ndarray:
+    """The background family `name` as a float32 S x S array of 0s and 1s (a fresh copy)."""
+    if name not in _MAKERS:
+        raise UserError(f"unknown background {name!r}; choose one of: {', '.join(_MAKERS)}")
+    return _pattern_cached(name, _check_size(size)).copy()
+
+
+# ----------------------------------------------------------------------------- compositing
+def halo(x: torch.Tensor, radius: int = HALO_RADIUS) -> torch.Tensor:
+    """Bool N x 1 x S x S: the support (x > 0 in any channel) dilated by a disk of `radius`."""
+    if x.dim() != 4:
+        raise UserError(f"expected images N x C x H x W, got shape {tuple(x.shape)}")
+    support = (x > 0).any(dim=1, keepdim=True).to(torch.float32)
+    if radius <= 0:
+        return support > 0
+    kernel = torch.from_numpy(disk(radius).astype(np.float32)).to(x.device)[None, None]
+    return F.conv2d(support, kernel, padding=radius) > 0.5
+
+
+def _pattern_tensor(x: torch.Tensor, pat) -> torch.Tensor:
+    p = torch.as_tensor(np.asarray(pat) if not torch.is_tensor(pat) else pat)
+    p = p.to(device=x.device, dtype=x.dtype)
+    if tuple(p.shape[-2:]) != tuple(x.shape[-2:]):
+        raise UserError(f"pattern of size {tuple(p.shape[-2:])} does not fit images of size "
+                        f"{tuple(x.shape[-2:])}")
+    return p.reshape(1, 1, *p.shape[-2:])
+
+
+def apply_pattern(x: torch.Tensor, pat) -> torch.Tensor:
+    """x with every pixel outside halo(x) replaced by the pattern's value (in all channels)."""
+    keep = halo(x)
+    return torch.where(keep, x, _pattern_tensor(x, pat).expand_as(x))
+
+
+def _image_size(x: torch.Tensor) -> int:
+    if x.dim() != 4 or x.shape[-1] != x.shape[-2]:
+        raise UserError(f"expected square images N x C x S x S, got shape {tuple(x.shape)}")
+    return int(x.shape[-1])
+
+
+def build_suite(x: torch.Tensor, families=TEST_FAMILIES, clean: bool = True) -> dict[str, torch.Tensor]:
+    """{"clean": x, family: x over that family's pattern, ...}; the size S is taken from x."""
+    S = _image_size(x)
+    keep = halo(x)
+    suite = {"clean": x} if clean else {}
+    for name in families:
+        p = _pattern_tensor(x, pattern(name, S)).expand_as(x)
+        suite[name] = torch.where(keep, x, p)
+    return suite
+
+
+def noise_suite(x: torch.Tensor, rates=NOISE_RATES, seed: int = 0) -> dict[float, torch.Tensor]:
+    """{rate: x over the salt-and-pepper pattern of that rate} (one fixed pattern per rate)."""
+    S = _image_size(x)
+    keep = halo(x)
+    return {float(r): torch.where(keep, x, _pattern_tensor(x, salt_and_pepper(r, S, seed)).expand_as(x))
+            for r in rates}
+
+
+# ----------------------------------------------------------------------------- real photographs
+# scikit-image's bundled photographs and textures that load offline (no pooch download).
+# "clock" and "checkerboard" are left out on purpose: they resemble the test families.
+PHOTO_NAMES = ("camera", "astronaut", "coffee", "chelsea", "rocket", "grass", "gravel", "brick",
+               "text", "moon", "page", "coins", "hubble_deep_field", "immunohistochemistry",
+               "retina", "cell")
+
+
+@functools.lru_cache(maxsize=None)
+def _load_photo(name: str):
+    """HxWx3 or HxW float32 in [0, 1], or None when it cannot be loaded offline."""
+    import skimage.data
+    from skimage.util import img_as_float32
+    fn = getattr(skimage.data, name, None)
+    if fn is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = fn()
+    except Exception:   # missing optional download (pooch) or data file: skip it
+        return None
+    img = img_as_float32(np.asarray(img))
+    if img.ndim == 3 and img.shape[-1] == 4:
+        img = img[..., :3]
+    if img.ndim not in (2, 3):
+        return None
+    img = np.clip(img, 0.0, 1.0)
+    img.setflags(write=False)
+    return img
+
+
+class TextureBank:
+    """Random crops of real photographs, for the `real` background mode.
+
+    Each photograph is stored at a few scales (shorter side 2S, 4S, 8S where smaller than the
+    original) so crops show textures and objects at several sizes. A crop is a random
+    photograph, a random scale, a random position and random horizontal/vertical flips.
+    """
+
+    def __init__(self, size: int = 32, channels: int = 1, seed: int = 0):
+        from skimage.color import rgb2gray
+        self.size = _check_size(size)
+        if channels not in (1, 3):
+            raise UserError(f"TextureBank supports 1 or 3 channels, got {channels}")
+        self.channels = channels
+        self.generator = torch.Generator().manual_seed(seed)
+        self.names = []
+        self.images: list[list[torch.Tensor]] = []     # per photograph, per scale: C x H x W
+        S = self.size
+        for name in PHOTO_NAMES:
+            img = _load_photo(name)
+            if img is None:
+                continue
+            if channels == 1:
+                g = rgb2gray(img) if img.ndim == 3 else img
+                t = torch.from_numpy(np.array(g, dtype=np.float32, copy=True))[None]
+            else:
+                a = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=-1)
+                t = torch.from_numpy(np.array(a.transpose(2, 0, 1), dtype=np.float32, copy=True))
+            self.names.append(name)
+            self.images.append(self._scales(t, S))
+        if not self.images:
+            raise UserError("no scikit-image photograph could be loaded for the `real` background "
+                            "mode; reinstall scikit-image")
+
+    @staticmethod
+    def _scales(t: torch.Tensor, S: int) -> list[torch.Tensor]:
+        h, w = t.shape[-2:]
+        short = min(h, w)
+        out = []
+        for target in (2 * S, 4 * S, 8 * S):
+            if target < short:
+                f = target / short
+                hw = (max(S, round(h * f)), max(S, round(w * f)))
+                out.append(F.interpolate(t[None], size=hw, mode="area")[0].clamp(0, 1).contiguous())
+        if not out:
+            if short < S:
+                f = S / short
+                t = F.interpolate(t[None], size=(max(S, math.ceil(h * f)), max(S, math.ceil(w * f))),
+                                  mode="bilinear", align_corners=False)[0].clamp(0, 1)
+            out.append(t.contiguous())
+        return out
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n x C x S x S float32 crops in [0, 1]."""
+        g = self.generator if generator is None else generator
+        S = self.size
+        out = torch.empty(n, self.channels, S, S, dtype=torch.float32)
+        which = torch.randint(len(self.images), (n,), generator=g).tolist()
+        u = torch.rand(n, 3, generator=g, dtype=torch.float64).tolist()  # scale, row, col
+        flips = torch.rand(n, 2, generator=g).lt(0.5).tolist()
+        for i in range(n):
+            scales = self.images[which[i]]
+            img = scales[min(int(u[i][0] * len(scales)), len(scales) - 1)]
+            h, w = img.shape[-2:]
+            r = min(int(u[i][1] * (h - S + 1)), h - S)
+            c = min(int(u[i][2] * (w - S + 1)), w - S)
+            crop = img[:, r:r + S, c:c + S]
+            dims = [d for d, f in zip((-1, -2), flips[i]) if f]
+            if dims:
+                crop = torch.flip(crop, dims)
+            out[i] = crop
+        return out
+
+
+# ----------------------------------------------------------------------------- contact sheet
+def contact_sheet(x: torch.Tensor, path) -> None:
+    """Write a PNG showing one image (1 x C x S x S) on clean + every test and val family.
+
+    Top row: the image as composited; bottom row: the bare pattern. Test families are titled
+    in black, validation families in blue.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = torch.as_tensor(x).detach().cpu().to(torch.float32)
+    while x.dim() < 4:
+        x = x[None]
+    x = x[:1]
+    S = _image_size(x)
+    names = ("clean",) + TEST_FAMILIES + VAL_FAMILIES
+    suite = build_suite(x, TEST_FAMILIES + VAL_FAMILIES, clean=True)
+
+    def show(ax, img):
+        img = img.clamp(0, 1).numpy()
+        if img.shape[0] == 1:
+            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        else:
+            ax.imshow(img[:3].transpose(1, 2, 0), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    fig = Figure(figsize=(1.5 * len(names), 3.9), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, len(names))
+    for j, name in enumerate(names):
+        kind = "" if name == "clean" else ("test" if name in TEST_FAMILIES else "val")
+        colour = "tab:blue" if kind == "val" else "black"
+        show(axes[0, j], suite[name][0])
+        axes[0, j].set_title(f"{kind}: {name}" if kind else name, fontsize=9, color=colour)
+        if name == "clean":
+            show(axes[1, j], halo(x)[0].to(torch.float32))
+            axes[1, j].set_title("halo (r=2)", fontsize=8)
+        else:
+            show(axes[1, j], torch.from_numpy(pattern(name, S))[None])
+            axes[1, j].set_title("pattern", fontsize=8, color=colour)
+    fig.suptitle(f"Backgrounds, S = {S} (top: composited, bottom: pattern)", fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)

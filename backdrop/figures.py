@@ -1,0 +1,80 @@
+"""PNG figures for runs and reports: image grids (composites, masks, backgrounds), the
+per-background bar chart and the accuracy-vs-noise curve. Agg backend: no display needed."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def image_grid(images, path, title="", ncol=8):
+    """Save N×C×H×W images in [0, 1] as one grid."""
+    images = images.detach().cpu()[: ncol * 4]
+    n = len(images)
+    nrow = (n + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 0.9 + (0.3 if title else 0)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img in zip(axes.flat, images):
+        ax.imshow(img.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def bar_chart(series: dict, path, title="Accuracy per background"):
+    """series: {label: {background: accuracy}} — one group of bars per background."""
+    labels = list(series)
+    names = [k for k in next(iter(series.values()))]
+    fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.9), 3.2))
+    width = 0.8 / len(labels)
+    for i, lab in enumerate(labels):
+        ax.bar([j + i * width for j in range(len(names))], [100 * series[lab].get(n, float("nan")) for n in names],
+               width, label=lab)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=30)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    if len(labels) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def noise_plot(curves: dict, path, title="Accuracy vs salt-and-pepper rate"):
+    """curves: {label: {rate: accuracy}}."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for lab, curve in curves.items():
+        rates = sorted(curve)
+        ax.plot(rates, [100 * curve[r] for r in rates], marker=".", label=lab)
+    ax.set_xlabel("noise rate")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def run_figures(algorithm, x, out_dir):
+    """Composites, masks and generated backgrounds of an adversarial model on a few images."""
+    from . import masks as M
+    paths = []
+    x = x[:32]
+    if hasattr(algorithm, "f_b"):
+        m = algorithm.mask_of(x)
+        b = algorithm.backgrounds(len(x), x.device, generator_live=False) if algorithm.cfg["background"] != "black" \
+            else torch.zeros_like(x)
+        if algorithm.cfg["background"] == "adv":
+            paths.append(image_grid(b, out_dir / "backgrounds.png", "generated backgrounds f_b(z)"))
+        paths.append(image_grid(m, out_dir / "masks.png", "masks"))
+        paths.append(image_grid(M.composite(x, m, b), out_dir / "composites.png", "composites m*x + (1-m)*b"))
+    return paths

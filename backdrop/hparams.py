@@ -1,0 +1,125 @@
+"""The one hyperparameter registry: every knob of a run, its default, its type and its bounds.
+
+Command-line flags, YAML configs, search spaces and ablation specs all name these keys and are
+validated against this table, so a typo is a one-line error instead of a silently ignored value.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class HParam:
+    default: object
+    help: str
+    choices: tuple = ()
+    low: float | None = None      # inclusive bounds for numbers
+    high: float | None = None
+
+    @property
+    def type(self):
+        return type(self.default)
+
+
+HPARAMS = {
+    # what to train
+    "method": HParam("adversarial", "registered method", ("vanilla", "attention", "adversarial")),
+    "dataset": HParam("digits", "dataset name", ("digits", "mnist", "fashion-mnist")),
+    "seed": HParam(0, "seed for weights, batches, noise and augmentation", low=0),
+    "limit": HParam(0, "keep only the first N images of each split (0 = all)", low=0),
+    # schedule: phase 1 trains f; phase 2 trains f_m; phase 3 trains f against f_b
+    "schedule": HParam("phased", "phased (1: f, 2: f_m, 3: f vs f_b) or end_to_end (1: f, then all three)",
+                       ("phased", "end_to_end")),
+    "epochs_f": HParam(3, "phase 1 epochs (the whole run for vanilla and attention)", low=0),
+    "epochs_mask": HParam(2, "phase 2 epochs (mask generator)", low=0),
+    "epochs_adv": HParam(3, "phase 3 epochs (adversarial; end-to-end epochs for end_to_end)", low=0),
+    "batch_size": HParam(64, "images per step per worker (paper: 8; larger is far faster on a CPU)", low=1, high=4096),
+    "augment": HParam(True, "rotation, shift, shear and brightness augmentation (same geometry for masks)"),
+    # optimisers (Adam)
+    "lr_f": HParam(1e-3, "classifier learning rate", low=1e-7, high=1.0),
+    "lr_m": HParam(1e-3, "mask U-Net learning rate (paper: 1e-5 over 100 epochs)", low=1e-7, high=1.0),
+    "lr_b": HParam(1e-3, "background generator learning rate (paper: 1e-5 over 100 epochs)", low=1e-7, high=1.0),
+    # the game
+    "ascent_per_descent": HParam(1.0, "ascent steps of f_b per descent step of f (and f_m); "
+                                      "exactly 1 shares one forward/backward via gradient reversal",
+                                 low=0.0, high=16.0),
+    "background": HParam("adv", "phase-3 backgrounds", ("adv", "black", "noise", "real", "fixed")),
+    "fixed_bank_size": HParam(256, "backgrounds in the fixed bank (background=fixed)", low=1),
+    "white_penalty": HParam(True, "penalise relu(mean(b) - 0.5) so f_b cannot win by painting white"),
+    "noise_dim": HParam(1, "channels of each tile's 4x4 noise map (1 = the paper's 16 values)", low=1, high=64),
+    "tiles": HParam(2, "tiles per side of a generated background", low=1, high=8),
+    "gen_width": HParam(32, "conv width of the background generator", low=1),
+    # the mask
+    "mask": HParam("unet", "mask source: the U-Net f_m, the heuristic x > 0, or none (a constant blend)",
+                   ("unet", "heuristic", "none")),
+    "mask_blend": HParam(0.5, "constant mask value when mask=none: x~ = a*x + (1-a)*b", low=0.0, high=1.0),
+    "mask_area": HParam(0.2, "fraction of pixels the mask may cover for free", low=0.0, high=1.0),
+    "mask_area_loss": HParam("linear", "area penalty relu(mean(m) - area), or its square", ("linear", "squared")),
+    "mask_tv": HParam(0.1, "weight of the mask's total variation", low=0.0),
+    "binarize": HParam("otsu", "mask binarisation before compositing", ("otsu", "0.5", "quantile", "none")),
+    # networks
+    "widths": HParam([32, 64, 128], "conv widths of the classifier and U-Net blocks"),
+    "dense": HParam(128, "classifier dense layer width", low=1),
+    "tau": HParam(0.7, "attention (AG-CNN) heatmap threshold", low=0.0, high=1.0),
+}
+
+
+def defaults() -> dict:
+    return {k: (list(p.default) if isinstance(p.default, list) else p.default) for k, p in HPARAMS.items()}
+
+
+def check_value(key, value, where="config"):
+    """Validate one value against the registry; returns it coerced (int → float where needed)."""
+    if key not in HPARAMS:
+        raise UserError(f"{where}: unknown key '{key}'; known keys: {', '.join(HPARAMS)}")
+    p = HPARAMS[key]
+    if p.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if p.type is list:
+        if not (isinstance(value, list) and value and all(isinstance(v, int) and v > 0 for v in value)):
+            raise UserError(f"{where}: '{key}' must be a list of positive integers, got {value!r}")
+        return value
+    if p.choices:
+        value = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        if value not in p.choices:
+            raise UserError(f"{where}: '{key}' must be one of {', '.join(p.choices)}; got {value!r}")
+        return value
+    if type(value) is not p.type:
+        raise UserError(f"{where}: '{key}' must be {p.type.__name__}, got {value!r}")
+    if p.low is not None and value < p.low or p.high is not None and value > p.high:
+        raise UserError(f"{where}: '{key}' = {value} is outside [{p.low}, {p.high}]")
+    return value
+
+
+def make_config(overrides: dict | None = None, where="config") -> dict:
+    """Defaults updated with validated overrides."""
+    cfg = defaults()
+    for k, v in (overrides or {}).items():
+        cfg[k] = check_value(k, v, where)
+    return cfg
+
+
+def load_yaml(path) -> dict:
+    """Read a YAML mapping; a missing file or a syntax error is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: invalid YAML{at}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def load_config(path) -> dict:
+    """A YAML file of hyperparameter overrides, validated against the registry."""
+    return make_config(load_yaml(path), where=str(path))

@@ -1,0 +1,52 @@
+"""Mask utilities: the mask generator's penalties, binarisation, the heuristic mask, compositing."""
+import torch
+
+
+def area_penalty(m, area, squared=False):
+    """relu(mean(m̂) − area): the mask may cover `area` of the image for free."""
+    excess = torch.relu(m.mean((1, 2, 3)) - area)
+    return (excess ** 2 if squared else excess).mean()
+
+
+def total_variation(m):
+    """Mean absolute difference of neighbouring mask pixels along both axes."""
+    return (m[..., 1:, :] - m[..., :-1, :]).abs().mean() + (m[..., :, 1:] - m[..., :, :-1]).abs().mean()
+
+
+def otsu_thresholds(m, bins=64):
+    """Per-image Otsu threshold of N×1×H×W values in [0, 1], vectorised over the batch."""
+    n = m.shape[0]
+    idx = (m.reshape(n, -1).clamp(0, 1) * (bins - 1)).round().long()
+    hist = torch.zeros(n, bins, device=m.device).scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float))
+    p = hist / hist.sum(1, keepdim=True)
+    centers = torch.linspace(0, 1, bins, device=m.device)
+    w0 = p.cumsum(1)
+    mu = (p * centers).cumsum(1)
+    between = (mu[:, -1:] * w0 - mu) ** 2 / (w0 * (1 - w0)).clamp_min(1e-12)
+    between[:, -1] = -1                                     # a threshold above everything splits nothing
+    return centers[between.argmax(1)] + 0.5 / (bins - 1)    # foreground is strictly above the bin
+
+
+def binarize(m, how, area=0.2):
+    """Hard mask from a soft one: 'otsu', '0.5', 'quantile' (the top `area` of each image) or 'none'."""
+    if how == "none":
+        return m
+    if how == "0.5":
+        t = torch.full((m.shape[0],), 0.5, device=m.device)
+    elif how == "otsu":
+        t = otsu_thresholds(m)
+    elif how == "quantile":
+        t = torch.quantile(m.flatten(1), 1 - area, dim=1)
+    else:
+        raise ValueError(f"unknown binarisation {how!r}")
+    return (m > t.view(-1, 1, 1, 1)).float()
+
+
+def heuristic_mask(x):
+    """The no-network mask: foreground = pixels > 0 (any channel)."""
+    return (x.amax(1, keepdim=True) > 0).float()
+
+
+def composite(x, m, b):
+    """x̃ = m̂ ⊙ x + (1 − m̂) ⊙ b̂."""
+    return m * x + (1 - m) * b

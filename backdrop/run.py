@@ -1,0 +1,73 @@
+"""One training run, start to finish: data → training → test suite → MLflow record.
+
+`python -m platform.train` calls `run_single`; ablations call it once per seed."""
+import tempfile
+from pathlib import Path
+
+import mlflow
+import torch
+
+from . import figures, tracking
+from .api import save_model
+from .data import load_dataset
+from .evaluate import noise_curve, test_scorer
+from .train import train
+
+
+def pick_device(name="auto"):
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def log_epoch(end):
+    mlflow.log_metrics({tracking.safe_key(k): v for k, v in end.metrics().items()}, step=end.step)
+
+
+def final_scores(algorithm, splits, device="cpu", with_noise=True):
+    """Test-suite accuracies (clean + six families + mean/worst/bg_gap) and the noise curve."""
+    test = test_scorer(splits, device)(algorithm.predict)
+    curve = noise_curve(algorithm.predict, splits.test, device=device) if with_noise else {}
+    return test, curve
+
+
+def log_final(algorithm, splits, test, curve, run_label):
+    """Test metrics, the noise curve (step = rate in %), figures and the model, to the active run."""
+    mlflow.log_metrics({f"test/{k}": v for k, v in test.items()})
+    for rate, acc in curve.items():
+        mlflow.log_metric("noise/accuracy", acc, step=round(rate * 100))
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        bars = {k: v for k, v in test.items() if k not in ("mean", "worst", "bg_gap")}
+        figures.bar_chart({run_label: bars}, d / "test_backgrounds.png")
+        if curve:
+            figures.noise_plot({run_label: curve}, d / "noise_curve.png")
+        figures.run_figures(algorithm, splits.test.x[:32].to(next(algorithm.parameters()).device), d)
+        save_model(algorithm, d / "model" / "model.pt")
+        mlflow.log_artifacts(str(d))
+
+
+def run_single(cfg, *, data_dir=None, tracking_uri=None, experiment=tracking.DEFAULT_EXPERIMENT,
+               run_name=None, tags=None, parent_run_id=None, device="auto", progress=True, save_to=None):
+    """Train one config and record it; returns {"run_id", "test", "noise", "val"}."""
+    splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+    tracking.setup(tracking_uri, experiment)
+    device = pick_device(device)
+    all_tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(), **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    last_val = {}
+    with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
+        mlflow.log_params(tracking.config_params(cfg))
+        mlflow.log_params({"n_train": len(splits.train.y), "n_val": len(splits.val.y), "n_test": len(splits.test.y)})
+
+        def on_epoch(end):
+            log_epoch(end)
+            last_val.update(end.val)
+
+        algorithm = train(cfg, splits, on_epoch=on_epoch, device=device, progress=progress)
+        test, curve = final_scores(algorithm, splits, device)
+        log_final(algorithm, splits, test, curve, cfg["method"])
+        if save_to:
+            save_model(algorithm, save_to)
+    return {"run_id": run.info.run_id, "test": test, "noise": curve, "val": last_val}

@@ -1,0 +1,41 @@
+"""MLflow: where runs are recorded. The default is an embedded sqlite store, `mlflow.db` in the
+working directory — the same store `mlflow ui` opens when started there with no arguments."""
+import os
+import subprocess
+from pathlib import Path
+
+import mlflow
+
+DEFAULT_EXPERIMENT = "backdrop"
+
+
+def tracking_uri(uri=None):
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def setup(uri=None, experiment=DEFAULT_EXPERIMENT):
+    uri = tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+def git_commit():
+    """The code version runs are tagged with ('unknown' outside a git checkout)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def config_params(cfg):
+    """MLflow params are strings; lists are written as comma-separated values."""
+    return {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in cfg.items()}
+
+
+def safe_key(name):
+    """MLflow metric names allow letters, digits, _ - . / and spaces."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in str(name))

@@ -1,0 +1,138 @@
+"""The one training loop: phases × epochs × batches, shared by every method, by a single process
+and by each Ray Train worker (which passes its rank, the world size and a DDP wrapper).
+
+Per epoch it calls `on_epoch(EpochEnd)` so the caller can log, report and checkpoint; a resumed
+run passes the checkpoint's `resume_state` and continues at the next epoch of the same phase.
+"""
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .algorithms import get_algorithm
+from .augment import Augment
+from .evaluate import validation_scorer
+
+
+@dataclass
+class EpochEnd:
+    phase: str
+    phase_index: int
+    epoch: int              # epoch within the phase, from 0
+    step: int               # epoch count across all phases, from 1: the x-axis of every curve
+    losses: dict
+    val: dict               # validation metrics (rank 0 only; empty elsewhere)
+    algorithm: object
+    last: bool              # the run's final epoch
+    images_per_s: float = 0.0
+
+    def metrics(self):
+        out = {f"{self.phase}/{k}": v for k, v in self.losses.items()}
+        out.update({f"val/{k}": v for k, v in self.val.items()})
+        out["images_per_s"] = self.images_per_s
+        return out
+
+
+@dataclass
+class Position:
+    """Where a run stands: the next epoch to train is `epoch` of phase `phase_index`."""
+    phase_index: int = 0
+    epoch: int = 0
+    step: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def build_algorithm(cfg, splits):
+    x = splits.train.x
+    torch.manual_seed(cfg["seed"])
+    return get_algorithm(cfg["method"])(cfg, in_channels=x.shape[1], n_classes=splits.n_classes, size=x.shape[-1])
+
+
+def epoch_batches(n, batch_size, seed, step, rank=0, world=1):
+    """Index batches for one epoch: a permutation seeded by (seed, step), sharded across ranks.
+    Every rank gets the same number of full batches so DDP workers stay in lockstep."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + step))
+    per_rank = n // world
+    mine = perm[rank * per_rank:(rank + 1) * per_rank]
+    usable = (per_rank // batch_size) * batch_size or per_rank   # tiny data: one short batch
+    return list(mine[:usable].split(batch_size))
+
+
+def checkpoint_state(algorithm, pos: Position):
+    return {"model": algorithm.state_dict(), "optimizers": algorithm.optimizer_state(),
+            "phase_index": pos.phase_index, "epoch": pos.epoch, "step": pos.step,
+            "ascent_credit": getattr(algorithm, "ascent_credit", 0.0),
+            "noise_rng": algorithm.noise.get_state() if hasattr(algorithm, "noise") else None}
+
+
+def restore(algorithm, state) -> Position:
+    algorithm.load_state_dict(state["model"])
+    algorithm.load_optimizer_state(state["optimizers"])
+    if state.get("noise_rng") is not None:
+        algorithm.noise.set_state(state["noise_rng"])
+    if hasattr(algorithm, "ascent_credit"):
+        algorithm.ascent_credit = state.get("ascent_credit", 0.0)
+    return Position(state["phase_index"], state["epoch"], state["step"])
+
+
+def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wrap=None,
+          device="cpu", progress=False, algorithm=None):
+    """Train `cfg["method"]` on `splits`; returns the algorithm. See the module docstring."""
+    algorithm = algorithm or build_algorithm(cfg, splits)
+    algorithm.to(device)
+    pos = restore(algorithm, resume_state) if resume_state else Position()
+    if wrap is not None:
+        algorithm.distribute(wrap)
+    scorer = validation_scorer(splits, device) if rank == 0 else None
+    augment = Augment() if cfg["augment"] else None
+    aug_rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)
+    train_x, train_y = splits.train.x, splits.train.y
+    phases = algorithm.phases()
+    last_phase = max((i for i, p in enumerate(phases) if p.epochs > 0), default=-1)
+
+    for p_idx, phase in enumerate(phases):
+        if p_idx < pos.phase_index or phase.epochs == 0:
+            continue
+        start = pos.epoch if p_idx == pos.phase_index else 0
+        if start >= phase.epochs:
+            continue
+        masks = algorithm.begin_phase(phase.name, train_x.to(device))
+        for epoch in range(start, phase.epochs):
+            pos.step += 1
+            algorithm.train()
+            sums, count = {}, 0
+            batches = epoch_batches(len(train_x), cfg["batch_size"], cfg["seed"], pos.step, rank, world)
+            bar = tqdm(batches, desc=f"{phase.name} {epoch + 1}/{phase.epochs}", leave=False,
+                       disable=not (progress and rank == 0))
+            t0 = time.perf_counter()
+            for idx in bar:
+                x, y = train_x[idx].to(device), train_y[idx].to(device)
+                m = masks[idx] if masks is not None else None
+                if augment is not None:
+                    x, *rest = augment(x, *([m] if m is not None else []), generator=aug_rng)
+                    m = rest[0] if rest else None
+                batch = {"x": x, "y": y}
+                if m is not None:
+                    batch["m"] = m
+                losses = algorithm.update(phase.name, batch)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                if count % 20 == 0:
+                    bar.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items()})
+            elapsed = time.perf_counter() - t0
+            algorithm.eval()
+            val = scorer(algorithm.predict) if scorer else {}
+            pos.phase_index, pos.epoch = p_idx, epoch + 1
+            if on_epoch:
+                on_epoch(EpochEnd(phase.name, p_idx, epoch, pos.step, {k: v / max(count, 1) for k, v in sums.items()},
+                                  val, algorithm, p_idx == last_phase and epoch + 1 == phase.epochs,
+                                  count * cfg["batch_size"] * world / max(elapsed, 1e-9)))
+            if progress and rank == 0:
+                summary = " ".join(f"{k}={v / max(count, 1):.3f}" for k, v in sums.items())
+                print(f"[{phase.name} {epoch + 1}/{phase.epochs}] {summary} "
+                      f"val_clean={val.get('clean', float('nan')):.3f} val_worst={val.get('worst', float('nan')):.3f}",
+                      flush=True)
+    algorithm.eval()
+    return algorithm
