@@ -33,15 +33,15 @@ HPARAMS = {
     # schedule: phase 1 trains f; phase 2 trains f_m; phase 3 trains f against f_b
     "schedule": HParam("phased", "phased (1: f, 2: f_m, 3: f vs f_b) or end_to_end (1: f, then all three)",
                        ("phased", "end_to_end")),
-    "epochs_f": HParam(3, "phase 1 epochs (the whole run for vanilla and attention)", low=0),
-    "epochs_mask": HParam(2, "phase 2 epochs (mask generator)", low=0),
-    "epochs_adv": HParam(3, "phase 3 epochs (adversarial; end-to-end epochs for end_to_end)", low=0),
+    "epochs_f": HParam(10, "phase 1 epochs (the whole run for vanilla and attention)", low=0),
+    "epochs_mask": HParam(5, "phase 2 epochs (mask generator)", low=0),
+    "epochs_adv": HParam(10, "phase 3 epochs (adversarial; end-to-end epochs for end_to_end)", low=0),
     "batch_size": HParam(64, "images per step per worker (paper: 8; larger is far faster on a CPU)", low=1, high=4096),
     "augment": HParam(True, "rotation, shift, shear and brightness augmentation (same geometry for masks)"),
     # optimisers (Adam)
     "lr_f": HParam(1e-3, "classifier learning rate", low=1e-7, high=1.0),
     "lr_m": HParam(1e-3, "mask U-Net learning rate (paper: 1e-5 over 100 epochs)", low=1e-7, high=1.0),
-    "lr_b": HParam(1e-3, "background generator learning rate (paper: 1e-5 over 100 epochs)", low=1e-7, high=1.0),
+    "lr_b": HParam(1e-5, "background generator learning rate (the paper's; a faster adversary overwhelms f)", low=1e-7, high=1.0),
     # the game
     "ascent_per_descent": HParam(1.0, "ascent steps of f_b per descent step of f (and f_m); "
                                       "exactly 1 shares one forward/backward via gradient reversal",

@@ -26,6 +26,11 @@ class EpochEnd:
     algorithm: object
     last: bool              # the run's final epoch
     images_per_s: float = 0.0
+    position: "Position" = None
+
+    def checkpoint(self):
+        """The state to save now so that `train(..., resume_state=...)` continues after this epoch."""
+        return checkpoint_state(self.algorithm, self.position)
 
     def metrics(self):
         out = {f"{self.phase}/{k}": v for k, v in self.losses.items()}
@@ -128,7 +133,7 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
             if on_epoch:
                 on_epoch(EpochEnd(phase.name, p_idx, epoch, pos.step, {k: v / max(count, 1) for k, v in sums.items()},
                                   val, algorithm, p_idx == last_phase and epoch + 1 == phase.epochs,
-                                  count * cfg["batch_size"] * world / max(elapsed, 1e-9)))
+                                  count * cfg["batch_size"] * world / max(elapsed, 1e-9), pos))
             if progress and rank == 0:
                 summary = " ".join(f"{k}={v / max(count, 1):.3f}" for k, v in sums.items())
                 print(f"[{phase.name} {epoch + 1}/{phase.epochs}] {summary} "
