@@ -1,0 +1,265 @@
+"""Data-parallel training on Ray Train (V2): every worker runs the shared loop of train.py on its
+shard of the data, with each trained network wrapped in DistributedDataParallel on its own (gloo on
+CPU, nccl on GPU), so the min-max step is the same code as in one process.
+
+Once per epoch all workers call `ray.train.report`; rank 0 attaches a checkpoint holding all three
+networks, their optimiser states, the phase and the epoch. A worker group restarted after a
+failure (`FailureConfig(max_failures)`), or a Train run started again under the same name and
+storage path, resumes from the latest checkpoint and the epoch count continues.
+
+`run_distributed` is `python -m platform.train --workers N`; sweep.py runs `make_trainer` inside
+each Tune trial. Ray workers import this module by name, so it (and everything it runs) lives in
+`backdrop/`, never in `platform/`.
+"""
+import hashlib
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from ray.train import UserCallback
+
+from . import tracking
+from .data import load_dataset
+from .errors import UserError
+from .train import build_algorithm
+
+STATE_FILE = "state.pt"          # inside each Ray Train checkpoint directory
+DEFAULT_STORAGE = "ray_results"  # Ray Train / Tune storage, relative to the working directory
+
+
+# ---------------------------------------------------------------- connecting to Ray
+
+def connect(address=None, min_cpus=1):
+    """Join the cluster at `address` (or $RAY_ADDRESS, which `ray job submit` sets), else start a
+    local instance with at least `min_cpus` logical CPUs. Ray counts CPUs as slots, not cores:
+    one trial needs a slot for its driver plus one per worker, so a 2-core machine is given 3
+    slots to run a 2-worker trial (the driver mostly waits)."""
+    import ray
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:  # "local": never attach by accident to another cluster started on this machine
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, min_cpus))
+    except ConnectionError as e:
+        raise UserError(f"cannot connect to the Ray cluster at {address!r}: {e}") from None
+
+
+def storage_uri(path=None):
+    """Where Ray keeps checkpoints: an s3://, gs:// or NFS path on a cluster; ./ray_results here."""
+    path = path or DEFAULT_STORAGE
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def scaling(workers, gpus_per_worker=0.0):
+    """One CPU per worker; a GPU (or a fraction) per worker when asked."""
+    from ray.train import ScalingConfig
+    resources = {"CPU": 1}
+    if gpus_per_worker:
+        resources["GPU"] = gpus_per_worker
+    return ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker), resources_per_worker=resources)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_state(state, directory):
+    torch.save(state, Path(directory) / STATE_FILE)
+
+
+def load_state(checkpoint):
+    """The training state inside a ray.train.Checkpoint (local or remote storage), or None."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def load_trained(checkpoint, cfg, splits, device="cpu"):
+    """Rebuild the algorithm from a ray.train.Checkpoint or a checkpoint path (local or s3://...)."""
+    from ray.train import Checkpoint
+    from .train import restore
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = Checkpoint(checkpoint)
+    algorithm = build_algorithm(cfg, splits)
+    restore(algorithm, load_state(checkpoint))
+    return algorithm.to(device).eval()
+
+
+# ---------------------------------------------------------------- the per-worker loop
+
+class InjectedFailure(RuntimeError):
+    """Raised by the `fail_at_step` test hook: a real worker crash for the fault-tolerance test."""
+
+
+def rank_noise_seed(cfg, rank, step):
+    # Ranks > 0 draw their own backgrounds: with the model's single noise seed every worker would
+    # paint the same backgrounds on its shard, shrinking the adversary's batch by the world size.
+    return cfg["seed"] + 1 + 1_000_003 * rank + step
+
+
+def weights_digest(algorithm):
+    """sha256 of every weight's bytes: DDP keeps it identical on all workers after each step."""
+    h = hashlib.sha256()
+    for name, t in algorithm.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def worker_loop(config):
+    """Ray Train's per-worker function. `config`: cfg (a full hparams config), data_dir,
+    score_test (rank 0 adds test-suite scores to the last report), fail_at_step (test hook)."""
+    import ray.train
+    import ray.train.torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from .train import train
+
+    cfg = config["cfg"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    splits = load_dataset(cfg["dataset"], config.get("data_dir"), seed=cfg["seed"], limit=cfg["limit"] or None)
+    resume = load_state(ray.train.get_checkpoint())
+    algorithm = build_algorithm(cfg, splits)
+    if rank and hasattr(algorithm, "noise"):
+        seed = rank_noise_seed(cfg, rank, resume["step"] if resume else 0)
+        if resume:
+            resume = {**resume, "noise_rng": torch.Generator().manual_seed(seed).get_state()}
+        else:
+            algorithm.noise.manual_seed(seed)
+
+    here = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
+    nodes = [here]
+    if dist.is_available() and dist.is_initialized() and world > 1:
+        nodes = [None] * world
+        dist.all_gather_object(nodes, here)
+    wrap = None
+    if world > 1:
+        def wrap(net):
+            return DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def on_epoch(end):
+        if end.step == config.get("fail_at_step") and resume is None and rank == world - 1:
+            raise InjectedFailure(f"injected failure at epoch {end.step} (fail_at_step test hook)")
+        metrics = {**end.metrics(), "step": end.step, "phase_index": end.phase_index, "last": end.last,
+                   "resumed_from": resume["step"] if resume else 0, "world": world,
+                   "workers_at": ",".join(sorted(set(nodes))), "weights_sha": weights_digest(end.algorithm)}
+        if end.last and config.get("score_test") and rank == 0:
+            from .run import final_scores
+            test, curve = final_scores(end.algorithm, splits, device)
+            metrics.update({f"test/{k}": v for k, v in test.items()})
+            metrics.update({f"noise/{rate:g}": acc for rate, acc in curve.items()})
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint = None
+            if rank == 0:
+                save_state(end.checkpoint(), d)
+                checkpoint = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{end.step:04d}")
+
+    train(cfg, splits, on_epoch=on_epoch, resume_state=resume, rank=rank, world=world, wrap=wrap,
+          device=device, algorithm=algorithm)
+
+
+def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, data_dir=None,
+                 callbacks=(), max_failures=2, score_test=False, fail_at_step=None):
+    """A TorchTrainer for one training run. The same (storage_path, name) resumes that run."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    return TorchTrainer(
+        worker_loop,
+        train_loop_config={"cfg": cfg, "data_dir": data_dir, "score_test": score_test, "fail_at_step": fail_at_step},
+        scaling_config=scaling(workers, gpus_per_worker),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_uri(storage_path), callbacks=list(callbacks),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            # every epoch is checkpointed; keep the latest few (a resume needs only the last)
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+    )
+
+
+# ---------------------------------------------------------------- results → MLflow
+
+def is_training_metric(key, value):
+    """What the loop measures (losses, val/*, throughput), not Ray's or our bookkeeping."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and ("/" in key or key == "images_per_s") and not key.startswith(("test/", "noise/", "config/")))
+
+
+def training_metrics(result):
+    return {tracking.safe_key(k): float(v) for k, v in result.items() if is_training_metric(k, v)}
+
+
+def split_final(metrics):
+    """(test dict, noise curve) from the last report of a run trained with score_test."""
+    test = {k[5:]: v for k, v in metrics.items() if k.startswith("test/")}
+    curve = {float(k[6:]): v for k, v in metrics.items() if k.startswith("noise/")}
+    return test, curve
+
+
+class MLflowEpochs(UserCallback):
+    """Ray Train callback: logs rank 0's metrics of every epoch to one MLflow run as they arrive.
+    It runs in the Train controller, which Ray places on the driver's node, while the driver
+    waits: one writer at a time, so the default sqlite store is safe."""
+
+    def __init__(self, uri, run_id):
+        self.uri, self.run_id = uri, run_id
+
+    def after_report(self, run_context, metrics, checkpoint):
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+        m = metrics[0]
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, int(m["step"])) for k, v in training_metrics(m).items()]
+        MlflowClient(self.uri).log_batch(self.run_id, metrics=batch)
+
+
+def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experiment=tracking.DEFAULT_EXPERIMENT,
+                    run_name=None, device="auto", address=None, storage_path=None, max_failures=2):
+    """`python -m platform.train --workers N`: one data-parallel run, recorded in MLflow like
+    run_single's (params, per-epoch metrics, test suite, figures, model); returns the same dict."""
+    import mlflow
+
+    from .run import log_final
+
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)  # fail fast
+    connect(address, min_cpus=workers)
+    gpus = gpus_for(device, workers)
+    uri = tracking.setup(tracking_uri, experiment)
+    tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(),
+            "backdrop.workers": str(workers), "backdrop.launcher": "ray-train"}
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params(tracking.config_params(cfg))
+        mlflow.log_params({"n_train": len(splits.train.y), "n_val": len(splits.val.y),
+                           "n_test": len(splits.test.y), "workers": workers})
+        trainer = make_trainer(cfg, workers=workers, name=f"train-{run.info.run_id}", storage_path=storage_path,
+                               gpus_per_worker=gpus, data_dir=data_dir, callbacks=[MLflowEpochs(uri, run.info.run_id)],
+                               max_failures=max_failures, score_test=True)
+        result = trainer.fit()
+        test, curve = split_final(result.metrics)
+        algorithm = load_trained(result.checkpoint, cfg, splits)
+        log_final(algorithm, splits, test, curve, cfg["method"])
+        mlflow.set_tag("ray.train.path", result.path)
+    val = {k[4:]: v for k, v in result.metrics.items() if k.startswith("val/")}
+    return {"run_id": run.info.run_id, "test": test, "noise": curve, "val": val}
+
+
+def gpus_for(device, workers):
+    """GPUs per worker for --device: cuda = 1, cpu = 0, auto = 1 when the cluster has enough."""
+    import ray
+    if device == "cpu":
+        return 0.0
+    have = ray.cluster_resources().get("GPU", 0)
+    if device == "auto":
+        return 1.0 if have >= workers else 0.0
+    if device.startswith("cuda"):
+        return 1.0
+    raise UserError(f"--device must be cpu, cuda or auto, got {device!r}")

@@ -107,7 +107,8 @@ class AGCNN(nn.Module):
     channels by max |·| and min-max normalised, give a heatmap; the bounding box of the largest
     connected component above τ crops the input; a local branch (3×3 stride-2 convs 128, 256,
     512 + global average pooling) reads the crop; the fusion head (dense 2048 → 256 → classes)
-    reads both branches' pooled features. `forward` returns (global logits, fused logits)."""
+    reads the global branch's last pooling map (flattened) and the local branch's pooled
+    features. `forward` returns (global logits, fused logits)."""
 
     def __init__(self, in_channels=1, n_classes=10, widths=(32, 64, 128), dense=128, size=32,
                  tau=0.7, local_widths=(128, 256, 512)):
@@ -119,33 +120,39 @@ class AGCNN(nn.Module):
             layers += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
             c = w
         self.local_branch = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fusion = nn.Sequential(nn.Linear(widths[-1] + c, 2048), nn.ReLU(inplace=True),
+        side = size // 2 ** len(widths)
+        self.fusion = nn.Sequential(nn.Linear(widths[-1] * side * side + c, 2048), nn.ReLU(inplace=True),
                                     nn.Linear(2048, 256), nn.ReLU(inplace=True),
                                     nn.Linear(256, n_classes))
 
     @torch.no_grad()
     def crop(self, x, pooled):
+        """Crop each image to the box of its heatmap's largest component and resize it back."""
         heat = pooled.abs().amax(1)                                    # N × h × w
         lo, hi = heat.flatten(1).aminmax(dim=1)
         heat = (heat - lo[:, None, None]) / (hi - lo).clamp_min(1e-8)[:, None, None]
-        heat = F.interpolate(heat[:, None], size=x.shape[-2:], mode="nearest")[:, 0]
-        crops = []
-        for img, h in zip(x, (heat >= self.tau).cpu().numpy()):
-            regions = label_regions(h, connectivity=2)
-            if regions.max() == 0:
-                crops.append(img)
-                continue
-            biggest = np.argmax(np.bincount(regions.ravel())[1:]) + 1
-            rows, cols = np.nonzero(regions == biggest)
-            patch = img[:, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-            crops.append(F.interpolate(patch[None], size=x.shape[-2:], mode="bilinear",
-                                       align_corners=False)[0])
-        return torch.stack(crops)
+        n, h, w = heat.shape
+        boxes = torch.tensor([[0, h - 1, 0, w - 1]] * n, dtype=torch.float)   # rows r0..r1, cols c0..c1
+        # Components are labelled on the small map: nearest upsampling would not change them.
+        for i, hot in enumerate((heat >= self.tau).cpu().numpy()):
+            regions = label_regions(hot, connectivity=2)
+            if regions.max():
+                rows, cols = np.nonzero(regions == np.argmax(np.bincount(regions.ravel())[1:]) + 1)
+                boxes[i] = torch.tensor([rows.min(), rows.max(), cols.min(), cols.max()], dtype=torch.float)
+        # One batched resampling: map the output grid onto each box (normalised coordinates).
+        r0, r1, c0, c1 = boxes.to(x.device).T
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0] = (c1 + 1 - c0) / w
+        theta[:, 0, 2] = (c0 + c1 + 1) / w - 1
+        theta[:, 1, 1] = (r1 + 1 - r0) / h
+        theta[:, 1, 2] = (r0 + r1 + 1) / h - 1
+        grid = F.affine_grid(theta, x.shape, align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", align_corners=False)
 
     def forward(self, x):
         g = self.global_branch
         pooled = g.features(x)
         global_logits = g.head(pooled)
         local = self.local_branch(self.crop(x, pooled))
-        fused = self.fusion(torch.cat([pooled.mean((2, 3)), local], 1))
+        fused = self.fusion(torch.cat([pooled.flatten(1), local], 1))
         return global_logits, fused

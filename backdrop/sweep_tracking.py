@@ -1,0 +1,131 @@
+"""MLflow records of a sweep: one parent run per sweep, one nested run per trial.
+
+Everything is written by the Tune driver process (a Tune callback and the sweep's epilogue), so the
+default sqlite store has a single writer however many trials run at once. Runs are found again by
+tags (`backdrop.sweep`, `backdrop.trial_id`) before any is created: a restarted trial or a resumed
+sweep continues its runs instead of adding duplicates.
+"""
+import time
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from ray.tune import Callback
+
+from . import tracking
+from .distributed import training_metrics
+
+SWEEP_TAG, TRIAL_TAG, ROLE_TAG = "backdrop.sweep", "backdrop.trial_id", "backdrop.role"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+class SweepRecorder:
+    """Finds or creates the sweep's runs; no state beyond names, so it pickles with Tune's state."""
+
+    def __init__(self, uri, experiment, sweep):
+        self.uri, self.experiment, self.sweep = uri, experiment, sweep
+
+    @property
+    def client(self):
+        return MlflowClient(self.uri)
+
+    def experiment_id(self):
+        exp = self.client.get_experiment_by_name(self.experiment)
+        return exp.experiment_id if exp else self.client.create_experiment(self.experiment)
+
+    def find(self, **tags):
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([self.experiment_id()], filter_string=where, max_results=2,
+                                       order_by=["attributes.start_time ASC"])
+        return runs[0].info.run_id if runs else None
+
+    def parent(self, params=None):
+        """The sweep's run (created on first use); set RUNNING again when a sweep resumes."""
+        run_id = self.find(**{SWEEP_TAG: self.sweep, ROLE_TAG: "sweep"})
+        if run_id is None:
+            run = self.client.create_run(self.experiment_id(), run_name=self.sweep, tags={
+                SWEEP_TAG: self.sweep, ROLE_TAG: "sweep", "git_commit": tracking.git_commit()})
+            run_id = run.info.run_id
+            if params:
+                self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def trial(self, trial_id, cfg, extra_tags=None):
+        """The trial's nested run; its params are logged once, when it is created."""
+        run_id = self.find(**{SWEEP_TAG: self.sweep, TRIAL_TAG: trial_id})
+        if run_id is None:
+            tags = {PARENT_TAG: self.parent(), SWEEP_TAG: self.sweep, TRIAL_TAG: trial_id, ROLE_TAG: "trial",
+                    "method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(),
+                    **(extra_tags or {})}
+            run_id = self.client.create_run(self.experiment_id(), run_name=f"{self.sweep}-{trial_id}",
+                                            tags=tags).info.run_id
+            params = tracking.config_params(cfg)
+            self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def trial_runs(self):
+        """{trial_id: run_id} of this sweep's trial runs."""
+        runs = self.client.search_runs([self.experiment_id()], max_results=10_000,
+                                       filter_string=f"tags.`{SWEEP_TAG}` = '{self.sweep}' and tags.`{ROLE_TAG}` = 'trial'")
+        return {r.data.tags[TRIAL_TAG]: r.info.run_id for r in runs}
+
+    def drop_orphans(self, trial_ids):
+        """Delete trial runs that Tune no longer knows: a sweep killed between creating a trial and
+        its next saved state restarts without it, and its replacement gets a new id."""
+        orphans = {t: r for t, r in self.trial_runs().items() if t not in set(trial_ids)}
+        for run_id in orphans.values():
+            self.client.delete_run(run_id)
+        return sorted(orphans)
+
+
+class MLflowSweepCallback(Callback):
+    """Tune callback (runs in the Tune driver): trial runs, their params, per-epoch metrics and
+    outcome. `config_of(trial_config)` maps Tune's trial config to the full training config."""
+
+    def __init__(self, recorder: SweepRecorder, config_of):
+        self.recorder, self.config_of = recorder, config_of
+        self._runs, self._tagged = {}, set()
+
+    def _run(self, trial):
+        if trial.trial_id not in self._runs:
+            self._runs[trial.trial_id] = self.recorder.trial(
+                trial.trial_id, self.config_of(trial.config),
+                {"searched": ",".join(sorted(trial.config))})
+        return self._runs[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._runs.pop(trial.trial_id, None)   # (re)started: look the run up and mark it RUNNING
+        self._run(trial)
+
+    def on_trial_restore(self, iteration, trials, trial, **info):
+        self.on_trial_start(iteration, trials, trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id, client = self._run(trial), self.recorder.client
+        now = int(time.time() * 1000)
+        step = int(result.get("step", iteration))
+        client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in training_metrics(result).items()])
+        if trial.trial_id not in self._tagged:
+            # Where the trial ran: its Tune driver's node and its Train workers' nodes.
+            self._tagged.add(trial.trial_id)
+            tags = {"ray.trial_node": result.get("trial_node", ""), "ray.worker_nodes": result.get("workers_at", ""),
+                    "ray.hostname": result.get("hostname", "")}
+            client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        finished = bool(trial.last_result.get("last"))
+        client, run_id = self.recorder.client, self._run(trial)
+        client.set_tag(run_id, "backdrop.outcome", "completed" if finished else "stopped early (ASHA)")
+        client.set_terminated(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        client, run_id = self.recorder.client, self._run(trial)
+        client.set_tag(run_id, "backdrop.outcome", "error")
+        client.set_terminated(run_id, "FAILED")
+
+    def __getstate__(self):
+        # Tune pickles its callbacks with the experiment; caches are rebuilt from MLflow tags.
+        return {"recorder": self.recorder, "config_of": self.config_of, "_runs": {}, "_tagged": set()}

@@ -1,0 +1,49 @@
+"""Shared test fixtures: paths, a tiny config, a CLI runner. Tests use real Ray, MLflow and data."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BACKDROP_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def tiny_config(**overrides):
+    """A few-second run on the offline digits data: small widths, short phases, no augmentation."""
+    from backdrop.hparams import make_config
+    base = dict(dataset="digits", widths=[8, 16, 32], dense=32, gen_width=8, batch_size=32,
+                epochs_f=1, epochs_mask=1, epochs_adv=1, augment=False)
+    base.update(overrides)
+    return make_config(base)
+
+
+def run_cli(*args, cwd=REPO, env=None, timeout=600):
+    """Run `python -m <args>` from the repo root the way a user does; returns CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("PYTHONPATH", None)   # as a user runs it: backdrop installed, repo root as cwd
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc, *needles):
+    """A user error: exit status 2, exactly one line on stderr naming the problem, no traceback."""
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from backdrop.data import load_dataset
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def tracking_uri(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

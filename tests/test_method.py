@@ -1,0 +1,174 @@
+"""The method itself: networks, masks, augmentation alignment, the game, and learning."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage.filters import threshold_otsu
+
+from backdrop import masks as M
+from backdrop.algorithms import ALGORITHMS, Adversarial, GradReverse
+from backdrop.augment import Augment
+from backdrop.evaluate import accuracy
+from backdrop.models import AGCNN, BackgroundGenerator, Classifier, UNet
+from backdrop.train import train
+from conftest import tiny_config
+
+
+def test_network_shapes():
+    x = torch.rand(4, 1, 32, 32)
+    assert Classifier()(x).shape == (4, 10)
+    m = UNet()(x)
+    assert m.shape == (4, 1, 32, 32) and 0 <= m.min() and m.max() <= 1
+    g, fused = AGCNN()(x)
+    assert g.shape == fused.shape == (4, 10)
+    for noise_dim, tiles in [(1, 2), (4, 1), (2, 4)]:
+        gen = BackgroundGenerator(noise_dim=noise_dim, tiles=tiles)
+        z = gen.sample_noise(3)
+        assert z.shape == (3 * tiles * tiles, noise_dim, 4, 4)
+        assert gen(z).shape == (3, 1, 32, 32)
+
+
+def test_generator_tiles_come_from_their_own_noise():
+    gen = BackgroundGenerator(noise_dim=1, tiles=2)
+    z = gen.sample_noise(1)
+    b1 = gen(z)
+    z2 = z.clone()
+    z2[3] = torch.randn_like(z2[3])            # the bottom-right tile's noise only
+    b2 = gen(z2)
+    diff = (b1 - b2).abs()[0, 0]
+    assert diff[:16, :16].max() == 0 and diff[:16, 16:].max() == 0 and diff[16:, :16].max() == 0
+    assert diff[16:, 16:].max() > 0
+
+
+def test_mask_penalties():
+    m = torch.zeros(2, 1, 8, 8)
+    m[:, :, :4] = 1                             # half the image, one horizontal edge
+    assert M.area_penalty(m, 0.2).item() == pytest.approx(0.3)
+    assert M.area_penalty(m, 0.2, squared=True).item() == pytest.approx(0.09)
+    assert M.area_penalty(m, 0.6).item() == 0
+    # one edge between rows 3 and 4: 8 of 7*8 vertical neighbour pairs differ, no horizontal ones
+    assert M.total_variation(m).item() == pytest.approx(8 / 56)
+
+
+def test_otsu_matches_scikit_image():
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.cat([0.2 * torch.rand(4, 1, 16, 16, generator=g), 0.7 + 0.3 * torch.rand(4, 1, 16, 16, generator=g)], 3)
+    t = M.otsu_thresholds(imgs)
+    for i in range(4):
+        assert abs(t[i].item() - threshold_otsu(imgs[i].numpy())) < 0.3   # both split the two modes
+        hard = M.binarize(imgs[i:i + 1], "otsu")
+        assert hard[..., 16:].min() == 1 and hard[..., :16].max() == 0
+    q = M.binarize(torch.rand(2, 1, 20, 20, generator=g), "quantile", area=0.2)
+    assert q.mean().item() == pytest.approx(0.2, abs=0.01)
+
+
+def test_augmentation_keeps_masks_aligned(digits):
+    x = digits.train.x[:64]
+    m = M.heuristic_mask(x)
+    aug = Augment()
+    xa, ma = aug(x, m, generator=torch.Generator().manual_seed(1))
+    # Same geometry: the transformed mask is nonzero exactly where the transformed image is.
+    assert torch.equal(ma > 0, xa > 0)
+    assert not torch.equal(xa, x)
+    # A second, independent draw (what the companion code effectively did) misaligns them.
+    _, ma_other = aug(x, m, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(ma_other > 0, xa > 0)
+
+
+def test_grad_reverse_is_the_ascent_gradient():
+    """The fused step gives f_b exactly the gradient of −CE (+ white penalty), f that of +CE."""
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    alg = Adversarial(cfg)
+    x, y = torch.rand(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    m = M.heuristic_mask((x > 0.7).float() * x)
+    z = alg.f_b.sample_noise(8)
+
+    alg.zero_grad()
+    ce = F.cross_entropy(alg.f(M.composite(x, m, GradReverse.apply(alg.f_b(z)))), y)
+    ce.backward()
+    fused_b = [p.grad.clone() for p in alg.f_b.parameters()]
+    fused_f = [p.grad.clone() for p in alg.f.parameters()]
+
+    alg.zero_grad()
+    (-F.cross_entropy(alg.f(M.composite(x, m, alg.f_b(z))), y)).backward()
+    for a, b in zip(fused_b, alg.f_b.parameters()):
+        assert torch.allclose(a, b.grad, atol=1e-6)
+    alg.zero_grad()
+    F.cross_entropy(alg.f(M.composite(x, m, alg.f_b(z).detach())), y).backward()
+    for a, b in zip(fused_f, alg.f.parameters()):
+        assert torch.allclose(a, b.grad, atol=1e-6)
+
+
+def test_adversary_ascends_with_f_frozen(digits):
+    """With f trained and then frozen, f_b's steps raise the classifier's loss on composites."""
+    cfg = tiny_config(method="adversarial", mask="heuristic", epochs_f=3, epochs_adv=0, lr_b=1e-2,
+                      ascent_per_descent=2.0)
+    alg = train(cfg, digits)
+    x, y = digits.val.x[:256], digits.val.y[:256]
+    m = M.heuristic_mask(x)
+    z = alg.f_b.sample_noise(len(x), torch.Generator().manual_seed(0))
+
+    def loss():
+        with torch.no_grad():
+            return F.cross_entropy(alg.f(M.composite(x, m, alg.f_b(z))), y).item()
+
+    f_before = [p.clone() for p in alg.f.parameters()]
+    before = loss()
+    for _ in range(30):
+        alg.ascend(x[:64], y[:64], m[:64])
+    after = loss()
+    assert after > before + 0.5, (before, after)
+    assert all(torch.equal(a, b) for a, b in zip(f_before, alg.f.parameters())), "f must stay frozen"
+
+
+def constant_baseline(split):
+    return np.bincount(split.y.numpy()).max() / len(split.y)
+
+
+@pytest.mark.parametrize("method,overrides", [
+    ("vanilla", dict(epochs_f=4)),
+    ("attention", dict(epochs_f=4)),
+    ("adversarial", dict(epochs_f=4, epochs_mask=1, epochs_adv=2)),
+    ("adversarial", dict(epochs_f=3, epochs_adv=2, schedule="end_to_end", ascent_per_descent=0.5)),
+])
+def test_each_method_learns(digits, method, overrides):
+    cfg = tiny_config(method=method, lr_b=1e-5, **overrides)
+    alg = train(cfg, digits)
+    acc = accuracy(alg.predict, digits.test.x, digits.test.y)
+    chance = max(0.1, constant_baseline(digits.test))
+    assert acc > 3 * chance, (method, acc, chance)
+
+
+def test_registry_entries_share_one_interface():
+    assert set(ALGORITHMS) == {"vanilla", "attention", "adversarial"}
+    for cls in ALGORITHMS.values():
+        assert callable(getattr(cls, "predict")) and callable(getattr(cls, "update"))
+
+
+@pytest.mark.parametrize("background", ["black", "noise", "real", "fixed"])
+def test_background_modes_run(digits, background):
+    cfg = tiny_config(background=background, mask="heuristic", epochs_f=1, epochs_adv=1, limit=64)
+    from backdrop.data import load_dataset
+    small = load_dataset("digits", limit=64)
+    alg = train(cfg, small)
+    b = alg.backgrounds(5, "cpu")
+    assert b.shape == (5, 1, 32, 32) and 0 <= b.min() and b.max() <= 1
+    if background == "black":
+        assert b.max() == 0
+    else:
+        assert b.std() > 0
+
+
+def test_attention_crops_the_hot_region():
+    net = AGCNN(tau=0.7)
+    x = torch.rand(2, 1, 32, 32)
+    pooled = torch.zeros(2, 128, 4, 4)
+    pooled[0, :, 1:3, 2:4] = 1.0               # image 0: hot block rows 8..23, cols 16..31
+    pooled[1] = 1.0                            # image 1: all hot → the whole image
+    crops = net.crop(x, pooled)
+    assert crops.shape == x.shape
+    expect = F.interpolate(x[:1, :, 8:24, 16:32], size=32, mode="bilinear", align_corners=False)
+    # Equal but for the outermost ring, where grid_sample blends in the pixel just outside the box.
+    assert torch.allclose(crops[:1, :, 1:-1, 1:-1], expect[:, :, 1:-1, 1:-1], atol=1e-5)
+    assert torch.allclose(crops[1], x[1], atol=1e-5)
