@@ -113,7 +113,8 @@ def weights_digest(algorithm):
 
 def worker_loop(config):
     """Ray Train's per-worker function. `config`: cfg (a full hparams config), data_dir,
-    score_test (rank 0 adds test-suite scores to the last report), fail_at_step (test hook)."""
+    score_test (rank 0 adds test-suite scores to the last report), fail_at_step (test hook: the
+    last rank crashes after that epoch unless the run resumed from a checkpoint), extra."""
     import ray.train
     import ray.train.torch
     import torch.distributed as dist
@@ -150,7 +151,7 @@ def worker_loop(config):
             raise InjectedFailure(f"injected failure at epoch {end.step} (fail_at_step test hook)")
         metrics = {**end.metrics(), "step": end.step, "phase_index": end.phase_index, "last": end.last,
                    "resumed_from": resume["step"] if resume else 0, "world": world,
-                   "workers_at": ",".join(sorted(set(nodes))), "weights_sha": weights_digest(end.algorithm)}
+                   "workers_at": ",".join(sorted(set(nodes))), "weights_sha": weights_digest(end.algorithm), **config.get("extra", {})}
         if end.last and config.get("score_test") and rank == 0:
             from .run import final_scores
             test, curve = final_scores(end.algorithm, splits, device)
@@ -168,13 +169,15 @@ def worker_loop(config):
 
 
 def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, data_dir=None,
-                 callbacks=(), max_failures=2, score_test=False, fail_at_step=None):
-    """A TorchTrainer for one training run. The same (storage_path, name) resumes that run."""
+                 callbacks=(), max_failures=2, score_test=False, fail_at_step=None, extra=None):
+    """A TorchTrainer for one training run. The same (storage_path, name) resumes that run.
+    `extra`: constant entries added to every report (e.g. the Tune trial's node)."""
     import ray.train
     from ray.train.torch import TorchTrainer
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"cfg": cfg, "data_dir": data_dir, "score_test": score_test, "fail_at_step": fail_at_step},
+        train_loop_config={"cfg": cfg, "data_dir": data_dir, "score_test": score_test,
+                           "fail_at_step": fail_at_step, "extra": extra or {}},
         scaling_config=scaling(workers, gpus_per_worker),
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_uri(storage_path), callbacks=list(callbacks),

@@ -4,8 +4,8 @@ what, and the fixed part of every trial's config.
     # any key of backdrop/hparams.py, as a distribution ...
     lr_f: {loguniform: [1.0e-4, 1.0e-2]}   # log-uniform float in [low, high]
     mask_tv: {uniform: [0.0, 0.3]}         # uniform float in [low, high]
-    tiles: {int: [1, 4]}                   # integer in [low, high], both included
-    noise_dim: {choice: [1, 4, 16]}        # one of the listed values (any type, lists too)
+    noise_dim: {int: [1, 16]}              # integer in [low, high], both included
+    tiles: {choice: [1, 2, 4]}             # one of the listed values (any type, lists too)
     # ... or as a fixed value
     epochs_adv: 10
     fixed:                                 # more fixed values (same as writing them above)
@@ -28,6 +28,9 @@ from .hparams import HPARAMS, check_value, load_yaml, make_config
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SECTIONS = ("fixed", "sweep")
+# Values within the registry's bounds that the networks still reject; caught here so that a sweep
+# cannot crash its trials on them. (32-px images cut into tiles of 4·2^k pixels.)
+ALLOWED = {"tiles": (1, 2, 4, 8)}
 # The sweep section: flag defaults, each (type, lowest allowed value).
 SWEEP_KEYS = {"trials": (int, 1), "workers": (int, 1), "gpus_per_worker": (float, 0.0),
               "max_concurrent": (int, 0), "seed": (int, 0), "grace_period": (int, 1)}
@@ -112,7 +115,7 @@ def parse(data: dict, where: str) -> SearchSpace:
         if key in params or key in fixed:
             raise UserError(f"{where}: '{key}' is given twice (fixed and at the top level)")
         fixed[key] = value
-    fixed = {k: check_value(k, v, where) for k, v in fixed.items()}
+    fixed = {k: check_allowed(k, check_value(k, v, where), where) for k, v in fixed.items()}
     if not params:
         raise UserError(f"{where}: nothing to search; give at least one key a distribution "
                         f"({', '.join(DISTRIBUTIONS)})")
@@ -133,12 +136,14 @@ def parse_dist(key, spec, where) -> Dist:
     if kind == "choice":
         if not isinstance(args, list) or not args:
             raise UserError(f"{at}: choice needs a non-empty list of values, got {args!r}")
-        values = [check_value(key, v, where) for v in args]
+        values = [check_allowed(key, check_value(key, v, where), where) for v in args]
         if len({repr(encode(v)) for v in values}) != len(values):
             raise UserError(f"{at}: choice lists a value twice: {args!r}")
         return Dist(kind, tuple(values))
     if hp.choices or hp.type not in (int, float):
         raise UserError(f"{at}: '{key}' is not numeric; search it with {{choice: [...]}}")
+    if key in ALLOWED:
+        raise UserError(f"{at}: '{key}' takes only the values {list(ALLOWED[key])}; search it with {{choice: [...]}}")
     if kind in ("uniform", "loguniform") and hp.type is not float:
         raise UserError(f"{at}: '{key}' is an integer; use {{int: [low, high]}} or {{choice: [...]}}")
     if not (isinstance(args, list) and len(args) == 2
@@ -153,6 +158,12 @@ def parse_dist(key, spec, where) -> Dist:
         raise UserError(f"{at}: loguniform needs low > 0, got {low}")
     checked = check_value(key, low, where), check_value(key, high, where)  # the registry's bounds
     return Dist(kind, (low, high) if kind == "int" else checked)
+
+
+def check_allowed(key, value, where):
+    if key in ALLOWED and value not in ALLOWED[key]:
+        raise UserError(f"{where}: '{key}' must be one of {list(ALLOWED[key])}, got {value!r}")
+    return value
 
 
 def check_sweep_value(key, value, where):

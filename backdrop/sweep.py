@@ -1,0 +1,299 @@
+"""Hyperparameter sweeps: Ray Tune proposes configs with Optuna's TPE sampler, each trial is a
+data-parallel Ray Train run (distributed.py), ASHA stops poor trials early, and MLflow records
+everything (sweep_tracking.py). `python -m platform.sweep` is the command line.
+
+The objective never looks at the six test backgrounds: it is `val/worst`, the worst accuracy over
+the *validation* background families (other patterns than the test ones, see backgrounds.py) on
+the validation split, measured after every epoch. `--multi-objective` searches the trade-off
+between `val/clean` and `val/worst` and reports the Pareto front instead (no ASHA then: pruning
+needs a single metric). Only the selected trial(s) are then scored on the test suite, from their
+final checkpoint.
+
+Under Ray Train V2 a Tune trial is a plain function that builds and fits a TorchTrainer; its Train
+run is named after the trial, so a restarted trial resumes from its last checkpoint.
+"""
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs
+
+from . import tracking
+from .distributed import connect, load_trained, make_trainer, storage_uri
+from .errors import UserError
+from .results import TEST_COLUMNS, markdown_table, pct
+from .search_space import SearchSpace, parse
+from .sweep_tracking import MLflowSweepCallback, SweepRecorder
+
+OBJECTIVE = "val/worst"
+OBJECTIVES = ("val/clean", "val/worst")   # multi-objective mode, both maximised
+SPEC_FILE = "backdrop_sweep.json"
+DEFAULT_EXPERIMENT = "backdrop-sweeps"
+
+
+@dataclass
+class SweepOptions:
+    """Everything that defines a sweep; saved with it so that --resume rebuilds the same one."""
+    name: str
+    space: dict                  # SearchSpace.to_dict()
+    space_path: str
+    trials: int
+    workers: int
+    gpus_per_worker: float = 0.0
+    max_concurrent: int = 0      # 0: as many as the cluster's CPUs/GPUs fit
+    seed: int = 0                # TPE sampler seed
+    grace_period: int = 0        # 0: the first epoch of the last phase
+    multi_objective: bool = False
+    data_dir: str | None = None
+    storage_path: str = ""
+    tracking_uri: str = ""
+    experiment: str = DEFAULT_EXPERIMENT
+    max_failures: int = 2        # worker failures a Train run recovers from (from its checkpoint)
+
+    @property
+    def path(self):
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    def search_space(self) -> SearchSpace:
+        return parse(self.space, self.space_path)
+
+
+# ---------------------------------------------------------------- one trial (runs in a Ray worker)
+
+def trial_main(config, opts: SweepOptions):
+    """Tune's trainable: fit one Ray Train run for this trial's suggested config."""
+    import ray
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    cfg = opts.search_space().config(config)
+    trial_id = ray.tune.get_context().get_trial_id()
+    trainer = make_trainer(cfg, workers=opts.workers, name=f"train-{trial_id}", storage_path=f"{opts.path}/train",
+                           gpus_per_worker=opts.gpus_per_worker, data_dir=opts.data_dir,
+                           callbacks=[TuneReportCallback()], max_failures=opts.max_failures,
+                           extra={"trial_node": ray.get_runtime_context().get_node_id()})
+    trainer.fit()
+
+
+# ---------------------------------------------------------------- the sweep
+
+def total_epochs(cfg):
+    from .algorithms import get_algorithm
+    phases = get_algorithm(cfg["method"]).phases(_PhaseProbe(cfg))
+    return sum(p.epochs for p in phases), phases
+
+
+class _PhaseProbe:
+    """Just enough of an Algorithm to call its `phases()` without building networks."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+
+def concurrency(opts):
+    """Trials at once: each needs a CPU for its driver plus, per worker, a CPU and its GPUs."""
+    import ray
+    if opts.max_concurrent:
+        return opts.max_concurrent
+    have = ray.cluster_resources()
+    fit = int(have.get("CPU", 1) // (1 + opts.workers))
+    if opts.gpus_per_worker:
+        fit = min(fit, int(have.get("GPU", 0) // (opts.gpus_per_worker * opts.workers)))
+    return max(1, fit)
+
+
+def build_tuner(opts: SweepOptions, resume=False):
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = opts.search_space()
+    trainable = tune.with_parameters(trial_main, opts=opts)
+    if resume:
+        return tune.Tuner.restore(opts.path, trainable, resume_unfinished=True, resume_errored=True)
+    epochs, phases = total_epochs(space.base_config())
+    if opts.multi_objective:
+        searcher = OptunaSearch(space=space.suggest, metric=list(OBJECTIVES), mode=["max", "max"],
+                                sampler=optuna.samplers.TPESampler(seed=opts.seed))
+        scheduler = FIFOScheduler()
+    else:
+        searcher = OptunaSearch(space=space.suggest, metric=OBJECTIVE, mode="max",
+                                sampler=optuna.samplers.TPESampler(seed=opts.seed))
+        # Compare trials once the adversarial game has begun (earlier epochs train f alone).
+        grace = opts.grace_period or max(1, epochs - [p for p in phases if p.epochs][-1].epochs + 1)
+        scheduler = ASHAScheduler(time_attr="step", metric=OBJECTIVE, mode="max", max_t=max(epochs, 1),
+                                  grace_period=min(grace, max(epochs, 1)), reduction_factor=2)
+    recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=opts.trials,
+                                    max_concurrent_trials=concurrency(opts)),
+        run_config=tune.RunConfig(name=opts.name, storage_path=opts.storage_path,
+                                  callbacks=[MLflowSweepCallback(recorder, space.config)],
+                                  failure_config=tune.FailureConfig(max_failures=1), verbose=1),
+    )
+
+
+def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
+    """Run (or resume) a sweep to the end; returns the summary dict (see `summarize`)."""
+    connect(address, min_cpus=1 + opts.workers)
+    recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
+    parent = recorder.parent(params={"space": opts.space_path, "trials": opts.trials, "workers": opts.workers,
+                                     "gpus_per_worker": opts.gpus_per_worker, "objective": objective_name(opts),
+                                     "sampler": f"TPE(seed={opts.seed})", "storage": opts.path})
+    tuner = build_tuner(opts, resume=resume)
+    grid = tuner.fit()
+    results = list(grid)
+    unfinished = len(results) - grid.num_terminated - grid.num_errors
+    if unfinished or len(results) < opts.trials:
+        recorder.client.set_terminated(parent, "KILLED")
+        raise KeyboardInterrupt
+    dropped = recorder.drop_orphans([r.metrics["trial_id"] for r in results])
+    summary = summarize(opts, results, recorder, device)
+    summary["dropped_runs"] = dropped
+    log_summary(recorder, parent, summary)
+    return summary
+
+
+def objective_name(opts):
+    return " & ".join(OBJECTIVES) + " (Pareto)" if opts.multi_objective else OBJECTIVE
+
+
+def pareto_front(rows):
+    """Rows not dominated on (val/clean, val/worst), both maximised."""
+    def dominates(a, b):
+        return all(a[k] >= b[k] for k in OBJECTIVES) and any(a[k] > b[k] for k in OBJECTIVES)
+    return [r for r in rows if not any(dominates(o, r) for o in rows)]
+
+
+def summarize(opts, results, recorder, device):
+    """Pick the best trial(s) among those that finished their schedule, score them on the test
+    suite from their final checkpoint, and log that to their MLflow runs."""
+    space = opts.search_space()
+    runs = recorder.trial_runs()
+    rows = []
+    for r in results:
+        m = r.metrics or {}
+        rows.append({"trial_id": m["trial_id"], "config": space.config(r.config or {}), "searched": r.config or {},
+                     "completed": bool(m.get("last")), "error": r.error is not None,
+                     "val/clean": m.get("val/clean", float("nan")), "val/worst": m.get(OBJECTIVE, float("nan")),
+                     "step": m.get("step", 0), "checkpoint": m.get("checkpoint_path")})
+    done = [row for row in rows if row["completed"] and row["checkpoint"]]
+    if not done:
+        raise UserError(f"sweep {opts.name}: no trial finished its schedule (see the errors above); "
+                        f"records are in {opts.path}")
+    if opts.multi_objective:
+        best = sorted(pareto_front(done), key=lambda row: -row["val/worst"])
+    else:
+        best = [max(done, key=lambda row: (row[OBJECTIVE], row["val/clean"]))]
+    for row in best:
+        row["test"] = score_trial(row, runs[row["trial_id"]], opts, recorder, device)
+    return {"name": opts.name, "rows": rows, "best": best, "path": opts.path}
+
+
+def score_trial(row, run_id, opts, recorder, device):
+    import mlflow
+
+    from .data import load_dataset
+    from .run import final_scores, log_final
+    cfg = row["config"]
+    splits = load_dataset(cfg["dataset"], opts.data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+    algorithm = load_trained(row["checkpoint"], cfg, splits, device)
+    test, curve = final_scores(algorithm, splits, device)
+    tracking.setup(opts.tracking_uri, opts.experiment)
+    with mlflow.start_run(run_id=run_id):
+        log_final(algorithm, splits, test, curve, f"trial {row['trial_id']}")
+        mlflow.set_tag("backdrop.best", "pareto" if opts.multi_objective else "best")
+    recorder.client.set_terminated(run_id, "FINISHED")
+    return test
+
+
+def tables(summary, searched_keys):
+    """The sweep's trials (validation only) and the selected trial(s)' test-suite accuracies."""
+    keys = sorted(searched_keys)
+    trial_rows = [[r["trial_id"], "completed" if r["completed"] else ("error" if r["error"] else f"stopped at {r['step']}"),
+                   *(fmt(r["searched"].get(k)) for k in keys), pct(r["val/clean"]), pct(r["val/worst"])]
+                  for r in summary["rows"]]
+    trials_md = markdown_table(["trial", "outcome", *keys, "val clean", "val worst"], trial_rows)
+    cols = [c for c in TEST_COLUMNS if c in summary["best"][0]["test"]]
+    best_md = markdown_table(["trial", "val worst", *cols],
+                             [[r["trial_id"], pct(r["val/worst"]), *(pct(r["test"][c]) for c in cols)]
+                              for r in summary["best"]])
+    return trials_md, best_md
+
+
+def fmt(v):
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def log_summary(recorder, parent, summary):
+    client = recorder.client
+    best = summary["best"][0]
+    client.set_tag(parent, "best_trials", ",".join(r["trial_id"] for r in summary["best"]))
+    client.log_metric(parent, "best/val_worst", best["val/worst"])
+    for k, v in best["test"].items():
+        client.log_metric(parent, f"best/test/{k}", v)
+    trials_md, best_md = tables(summary, summary["rows"][0]["searched"].keys())
+    client.log_text(parent, f"# Sweep {summary['name']}\n\n## Trials\n\n{trials_md}\n\n"
+                            f"## Test suite of the selected trial(s)\n\n{best_md}\n", "sweep_summary.md")
+    client.set_terminated(parent, "FINISHED")
+
+
+# ---------------------------------------------------------------- options: new sweep or resumed one
+
+def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
+    """Flags (None = not given) over the space file's `sweep:` section over the defaults."""
+    def pick(key, default):
+        return flags.get(key) if flags.get(key) is not None else space.sweep.get(key, default)
+    name = flags.get("name") or f"{Path(space.path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    opts = SweepOptions(
+        name=name, space=space.to_dict(), space_path=space.path, trials=pick("trials", 4), workers=pick("workers", 2),
+        gpus_per_worker=float(pick("gpus_per_worker", 0.0)), max_concurrent=pick("max_concurrent", 0),
+        seed=pick("seed", 0), grace_period=space.sweep.get("grace_period", 0),
+        multi_objective=bool(flags.get("multi_objective")), data_dir=flags.get("data_dir"),
+        storage_path=storage_uri(flags.get("storage_path")), tracking_uri=tracking.tracking_uri(flags.get("tracking_uri")),
+        experiment=flags.get("experiment") or DEFAULT_EXPERIMENT)
+    for key in ("trials", "workers"):
+        if getattr(opts, key) < 1:
+            raise UserError(f"--{key} must be at least 1, got {getattr(opts, key)}")
+    if opts.gpus_per_worker < 0 or opts.max_concurrent < 0:
+        raise UserError("--gpus-per-worker and --max-concurrent must not be negative")
+    if exists(f"{opts.path}/{SPEC_FILE}"):
+        raise UserError(f"sweep '{name}' already exists in {opts.storage_path}; continue it with "
+                        f"--resume --name {name}, or choose another --name")
+    return opts
+
+
+def save_options(opts: SweepOptions):
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{opts.path}/{SPEC_FILE}")
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(opts.__dict__, indent=1).encode())
+
+
+def load_options(storage_path, name=None) -> SweepOptions:
+    """The saved options of sweep `name` (default: the latest sweep under a local storage path)."""
+    storage = storage_uri(storage_path)
+    if name is None:
+        if "://" in storage:
+            raise UserError("--resume needs --name with a remote --storage-path")
+        saved = sorted(Path(storage).glob(f"*/{SPEC_FILE}"), key=lambda p: p.stat().st_mtime)
+        if not saved:
+            raise UserError(f"--resume: no sweep to resume in {storage}")
+        name = saved[-1].parent.name
+    uri = f"{storage.rstrip('/')}/{name}/{SPEC_FILE}"
+    if not exists(uri):
+        raise UserError(f"--resume: no sweep named '{name}' in {storage}")
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    with fs.open_input_stream(path) as f:
+        opts = SweepOptions(**json.loads(f.read().decode()))
+    opts.storage_path = storage   # the sweep may have moved with its folder
+    return opts
+
+
+def exists(uri):
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound

@@ -1,0 +1,97 @@
+"""`python -m platform.train`: one run end to end into a real MLflow store, the model API, and
+one-line errors for bad input."""
+import gzip
+import shutil
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from backdrop.api import load_model
+from backdrop.data import load_dataset
+from backdrop.errors import UserError
+from conftest import SHARED_DATA, assert_one_line_error, run_cli
+
+TINY = ["--widths", "8,16,32", "--dense", "32", "--gen-width", "8", "--epochs-f", "2", "--epochs-mask", "1",
+        "--epochs-adv", "1", "--augment", "false", "--quiet"]
+
+
+def test_train_run_is_logged_to_mlflow(tmp_path, tracking_uri):
+    proc = run_cli("platform.train", "--method", "adversarial", "--tracking-uri", tracking_uri,
+                   "--experiment", "t", "--run-name", "tiny", "--save", str(tmp_path / "m.pt"), *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Test accuracy" in proc.stdout and "stripes" in proc.stdout
+
+    client = MlflowClient(tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.data.params["method"] == "adversarial" and run.data.params["lr_b"] == "1e-05"
+    assert run.info.status == "FINISHED"
+    # Per-epoch curves per phase: 2 classifier epochs, then mask, then adversarial.
+    steps = {k: [m.step for m in client.get_metric_history(run.info.run_id, k)]
+             for k in ("classifier/loss_f", "mask/loss_mask_ce", "adversarial/loss_b", "val/worst")}
+    assert steps == {"classifier/loss_f": [1, 2], "mask/loss_mask_ce": [3], "adversarial/loss_b": [4],
+                     "val/worst": [1, 2, 3, 4]}
+    for fam in ("clean", "stripes", "board", "border", "circles", "clock", "random", "mean", "worst", "bg_gap"):
+        assert f"test/{fam}" in run.data.metrics
+    assert len(client.get_metric_history(run.info.run_id, "noise/accuracy")) == 20
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"composites.png", "masks.png", "backgrounds.png", "test_backgrounds.png", "noise_curve.png",
+            "model"} <= artifacts
+
+    # The logged model, loaded through the public API, reproduces the logged clean accuracy.
+    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model/model.pt",
+                                               dst_path=str(tmp_path / "dl"), tracking_uri=tracking_uri)
+    model = load_model(path)
+    test = load_dataset("digits").test
+    assert model.score(test.x, test.y) == pytest.approx(run.data.metrics["test/clean"])
+    assert model(test.x[:5]).shape == (5, 10)
+    assert torch.equal(load_model(tmp_path / "m.pt")(test.x[:5]), model(test.x[:5]))
+
+
+def test_model_api_rejects_bad_batches(tmp_path):
+    proc = run_cli("platform.train", "--method", "vanilla", "--tracking-uri", f"sqlite:///{tmp_path}/x.db",
+                   "--save", str(tmp_path / "v.pt"), *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = load_model(tmp_path / "v.pt")
+    with pytest.raises(UserError, match="shape"):
+        model(torch.rand(2, 1, 28, 28))
+    with pytest.raises(UserError, match=r"\[0, 1\]"):
+        model(torch.rand(2, 1, 32, 32) * 255)
+    with pytest.raises(UserError, match="no such model file"):
+        load_model(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--dataset", "nope"], ["--dataset", "nope"]),
+    (["--method", "nope"], ["--method", "nope"]),
+    (["--lr-f", "abc"], ["--lr-f"]),
+    (["--lr-f", "5"], ["lr_f", "outside"]),
+    (["--dataset", "mnist", "--data-dir", "/nonexistent/dir"], ["/nonexistent/dir", "does not exist"]),
+    (["--config", "/nonexistent.yaml"], ["/nonexistent.yaml"]),
+])
+def test_bad_input_is_one_line(args, needles, tmp_path):
+    proc = run_cli("platform.train", "--tracking-uri", f"sqlite:///{tmp_path}/x.db", *args)
+    assert_one_line_error(proc, *needles)
+
+
+def test_bad_config_key_is_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr_f: 0.01\nlearning_rate: 3\n")
+    assert_one_line_error(run_cli("platform.train", "--config", str(cfg)), str(cfg), "learning_rate")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"MNIST files not at {SHARED_DATA}")
+@pytest.mark.parametrize("damage", ["checksum", "truncated"])
+def test_corrupt_mnist_file_is_one_line(tmp_path, damage):
+    data = tmp_path / "mnist"
+    shutil.copytree(SHARED_DATA / "mnist", data)
+    victim = data / "t10k-labels-idx1-ubyte.gz"
+    raw = victim.read_bytes()
+    if damage == "checksum":   # a valid gzip with different content
+        victim.write_bytes(gzip.compress(gzip.decompress(raw)[:-1] + b"\x07"))
+    else:
+        victim.write_bytes(raw[: len(raw) // 2])
+    proc = run_cli("platform.train", "--dataset", "mnist", "--data-dir", str(data),
+                   "--tracking-uri", f"sqlite:///{tmp_path}/x.db")
+    assert_one_line_error(proc, "t10k-labels-idx1-ubyte.gz")
