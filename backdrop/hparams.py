@@ -51,7 +51,7 @@ HPARAMS = {
     "white_penalty": HParam(True, "penalise relu(mean(b) - 0.5) so f_b cannot win by painting white"),
     "noise_dim": HParam(1, "channels of each tile's 4x4 noise map (1 = the paper's 16 values)", low=1, high=64),
     "tiles": HParam(2, "tiles per side of a generated background", low=1, high=8),
-    "gen_width": HParam(32, "conv width of the background generator", low=1),
+    "gen_width": HParam(16, "conv width of the background generator (32 costs more than the classifier)", low=1),
     # the mask
     "mask": HParam("unet", "mask source: the U-Net f_m, the heuristic x > 0, or none (a constant blend)",
                    ("unet", "heuristic", "none")),

@@ -32,8 +32,9 @@ class Classifier(nn.Module):
 
 
 class UNet(nn.Module):
-    """Mask generator `f_m`: three down blocks with skips, a bottleneck conv, three up blocks
-    (2× upsample, conv, concat skip, conv), and a 1×1 conv + sigmoid: m̂ ∈ [0, 1]."""
+    """Mask generator `f_m`: three down blocks (conv, then 2×2 max-pool) whose outputs are the
+    skips, a bottleneck conv, three up blocks (2× upsample, conv, concat skip), and a 1×1 conv +
+    sigmoid: m̂ ∈ [0, 1]."""
 
     def __init__(self, in_channels=1, widths=(32, 64, 128)):
         super().__init__()
@@ -43,11 +44,10 @@ class UNet(nn.Module):
             self.down.append(conv_block(c, w))
             c = w
         self.bottleneck = conv_block(c, c)
-        self.up, self.merge = nn.ModuleList(), nn.ModuleList()
+        self.up = nn.ModuleList()
         for w in reversed(widths):
             self.up.append(conv_block(c, w))
-            self.merge.append(conv_block(2 * w, w))
-            c = w
+            c = 2 * w                                   # after concatenating the skip
         self.out = nn.Conv2d(c, 1, 1)
 
     def forward(self, x):
@@ -57,9 +57,8 @@ class UNet(nn.Module):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bottleneck(x)
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
-            x = up(F.interpolate(x, scale_factor=2, mode="nearest"))
-            x = merge(torch.cat([x, skip], 1))
+        for up, skip in zip(self.up, reversed(skips)):
+            x = torch.cat([up(F.interpolate(x, scale_factor=2, mode="nearest")), skip], 1)
         return torch.sigmoid(self.out(x))
 
 
@@ -71,7 +70,7 @@ class BackgroundGenerator(nn.Module):
 
     seed_side = 4
 
-    def __init__(self, noise_dim=1, tiles=2, size=32, out_channels=1, width=32):
+    def __init__(self, noise_dim=1, tiles=2, size=32, out_channels=1, width=16):
         super().__init__()
         tile = size // tiles
         if tile * tiles != size or tile % self.seed_side or (tile // self.seed_side) & (tile // self.seed_side - 1):
