@@ -31,3 +31,80 @@ def print_run_summary(cfg, result):
         v = result["val"]
         print(f"validation (other background families): clean {pct(v.get('clean'))}, "
               f"mean {pct(v.get('mean'))}, worst {pct(v.get('worst'))}")
+
+
+# ---------------------------------------------------------------- summaries over seeds
+def mean_sd_cell(values, scale=100.0):
+    """'95.8 ± 0.4' over seeds (accuracies in [0, 1] → %); one value prints alone; none → '-'."""
+    from .stats import mean_sd
+    m, sd = mean_sd(values)
+    if m is None:
+        return "-"
+    return f"{scale * m:.1f}" if sd is None else f"{scale * m:.1f} ± {scale * sd:.1f}"
+
+
+def ablation_table(c):
+    """The ablation comparison (a backdrop.ablate.Comparison) as markdown, with how to read it."""
+    delta_head = f"Δ {c.ablation} − {c.reference}"
+    rows = []
+    for r in c.rows:
+        d = r.delta
+        ci = "n/a (1 seed)" if d.low is None else f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
+        rows.append([r.name, mean_sd_cell(r.reference), mean_sd_cell(r.variant), f"{100 * d.mean:+.1f}", ci,
+                     "*" if d.significant else ""])
+    n = len(c.seeds)
+    return "\n".join([
+        f"Ablation {c.ablation} vs reference {c.reference} — test accuracy (%) on {c.dataset}, "
+        f"{n} seed{'s' if n != 1 else ''} {list(c.seeds)} (MLflow parent run {c.parent_run_id})",
+        markdown_table(["background", f"{c.reference} (reference)", c.ablation, delta_head, "95 % CI", "excl. 0"], rows),
+        "mean ± sd over seeds; Δ = ablation − reference paired by seed, in points, with its 95 % t-interval "
+        f"({n - 1} df); * = the interval excludes 0.",
+    ])
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
+          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text):
+    """Escape LaTeX specials character by character; '±' becomes a math-mode plus-minus."""
+    return "".join(_LATEX.get(ch, ch) for ch in str(text)).replace("±", r"$\pm$")
+
+
+def latex_table(header, rows, caption=""):
+    """A booktabs tabular (needs \\usepackage{booktabs}); cells as in markdown_table."""
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+             " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(r"\caption{" + latex_escape(caption) + "}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines)
+
+
+TABLE1_COLUMNS = ("clean", *TEST_FAMILIES, "mean", "worst")
+
+
+def paper_row(method):
+    """A poster row (already in %) with its mean and worst over the six backgrounds."""
+    row = PAPER_TABLE1[method]
+    bg = [row[f] for f in TEST_FAMILIES]
+    return {**row, "mean": sum(bg) / len(bg), "worst": min(bg)}
+
+
+def table1_rows(groups, with_paper=False):
+    """Table 1's layout: one row per label (method or ablation spec), cells mean ± sd over its runs.
+
+    groups: {label: [rows with 'test/<column>' accuracies in [0, 1]]}. With `with_paper`, each
+    label that the poster reports is followed by the poster's row, so the two read side by side."""
+    header = ["method", "n", *TABLE1_COLUMNS]
+    rows = []
+    for label, runs in groups.items():
+        rows.append([label, str(len(runs)),
+                     *(mean_sd_cell([r[f"test/{c}"] for r in runs if r.get(f"test/{c}") is not None])
+                       for c in TABLE1_COLUMNS)])
+        if with_paper and label in PAPER_TABLE1:
+            paper = paper_row(label)
+            rows.append([f"{label} (poster)", "-", *(f"{paper[c]:.1f}" for c in TABLE1_COLUMNS)])
+    return header, rows

@@ -31,20 +31,26 @@ def final_scores(algorithm, splits, device="cpu", with_noise=True):
     return test, curve
 
 
+def write_final_artifacts(algorithm, splits, test, curve, run_label, d):
+    """The run's figures and model, written to the folder `d` (what `log_final` logs; Ray tasks
+    that train without an MLflow run write the same files and the driver logs them)."""
+    d = Path(d)
+    bars = {k: v for k, v in test.items() if k not in ("mean", "worst", "bg_gap")}
+    figures.bar_chart({run_label: bars}, d / "test_backgrounds.png")
+    if curve:
+        figures.noise_plot({run_label: curve}, d / "noise_curve.png")
+    figures.run_figures(algorithm, splits.test.x[:32].to(next(algorithm.parameters()).device), d)
+    save_model(algorithm, d / "model" / "model.pt")
+
+
 def log_final(algorithm, splits, test, curve, run_label):
     """Test metrics, the noise curve (step = rate in %), figures and the model, to the active run."""
     mlflow.log_metrics({f"test/{k}": v for k, v in test.items()})
     for rate, acc in curve.items():
         mlflow.log_metric("noise/accuracy", acc, step=round(rate * 100))
     with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        bars = {k: v for k, v in test.items() if k not in ("mean", "worst", "bg_gap")}
-        figures.bar_chart({run_label: bars}, d / "test_backgrounds.png")
-        if curve:
-            figures.noise_plot({run_label: curve}, d / "noise_curve.png")
-        figures.run_figures(algorithm, splits.test.x[:32].to(next(algorithm.parameters()).device), d)
-        save_model(algorithm, d / "model" / "model.pt")
-        mlflow.log_artifacts(str(d))
+        write_final_artifacts(algorithm, splits, test, curve, run_label, d)
+        mlflow.log_artifacts(d)
 
 
 def run_single(cfg, *, data_dir=None, tracking_uri=None, experiment=tracking.DEFAULT_EXPERIMENT,

@@ -39,3 +39,14 @@ def config_params(cfg):
 def safe_key(name):
     """MLflow metric names allow letters, digits, _ - . / and spaces."""
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in str(name))
+
+
+def experiment_id(client, name):
+    """The id of an active experiment, created if missing (a deleted one is a UserError)."""
+    from .errors import UserError
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return client.create_experiment(name)
+    if exp.lifecycle_stage != "active":
+        raise UserError(f"MLflow experiment '{name}' is deleted; restore it or choose another name")
+    return exp.experiment_id

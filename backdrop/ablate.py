@@ -1,0 +1,249 @@
+"""Run an ablation: the spec and its reference, same seeds and budget, as parallel Ray tasks;
+record them in MLflow; compare them from what MLflow holds.
+
+MLflow layout (experiment `backdrop-ablations` by default):
+- a parent run per ablation, tagged `ablation`, `reference`, `git_commit`, `dataset`; after each
+  invocation it carries the comparison (`comparison.md`, metrics `delta/<background>`, ...) and
+  `ablation.json`, the run ids behind it;
+- a child run per (spec, seed) (`mlflow.parentRunId`), tagged `spec`, `seed`, `config_key`
+  (a hash of the full config) and `git_commit`, and `role.<ablation>` = reference | variant for
+  every ablation that uses it (a shared reference run nests under one parent only).
+A run is identified by (config_key, git_commit): a FINISHED run with the same pair is reused
+instead of retrained, so re-running resumes, and the reference's runs are shared by every
+ablation with the same dataset, seeds and budget. Uncommitted edits do not change the commit:
+pass `rerun=True` (--rerun) to retrain after changing code without committing.
+
+Only this driver writes to MLflow (see remote.py for why); tasks return records.
+"""
+import json
+import socket
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from . import remote, specs as S, tracking
+from .backgrounds import TEST_FAMILIES
+from .errors import UserError
+from .stats import PairedDelta, mean_sd, paired_delta
+
+DEFAULT_EXPERIMENT = "backdrop-ablations"
+ROWS = ("clean", *TEST_FAMILIES, "mean", "worst")     # the rows of the comparison table
+# Ray workers get the library from here (ship `backdrop/`, never `platform/`: see platform/__init__).
+RUNTIME_ENV = {"py_modules": [str(Path(__file__).resolve().parent)]}
+
+
+# ------------------------------------------------------------------------------------- MLflow
+def _one(client, exp_id, filters, finished=True):
+    """The newest run matching all `tags.<k> = v` filters (and FINISHED), or None."""
+    clauses = [f"tags.`{k}` = '{v}'" for k, v in filters.items()]
+    if finished:
+        clauses.append("attributes.status = 'FINISHED'")
+    runs = client.search_runs([exp_id], " and ".join(clauses), max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
+def parent_key(plan):
+    """Identity of an ablation's parent run: the spec, its reference, dataset and budget (not seeds)."""
+    def no_seed(job):
+        return {k: v for k, v in job.cfg.items() if k != "seed"}
+    return S.config_key({"ablation": plan.spec.name, "variant": no_seed(plan.jobs[1]), "reference": no_seed(plan.jobs[0])})
+
+
+def open_parent(client, exp_id, plan, commit):
+    """Reuse this ablation's parent run for the same commit and budget, else create it."""
+    key = parent_key(plan)
+    found = _one(client, exp_id, {"ablation_key": key, "git_commit": commit}, finished=False)
+    if found:
+        client.update_run(found.info.run_id, status="RUNNING")
+        return found.info.run_id
+    spec = plan.spec
+    run = client.create_run(exp_id, run_name=f"{spec.name} vs {plan.reference.name}", tags={
+        "ablation": spec.name, "reference": plan.reference.name, "git_commit": commit,
+        "dataset": plan.dataset, "ablation_key": key, "mlflow.note.content": spec.description})
+    params = [Param("reference", plan.reference.name), Param("dataset", plan.dataset)]
+    params += [Param(f"change.{k}", str(v)) for k, v in spec.changes.items()]
+    params += [Param(f"budget.{k}", str(v)) for k, v in plan.budget.items()]
+    client.log_batch(run.info.run_id, params=params[:100])
+    return run.info.run_id
+
+
+# ---------------------------------------------------------------------------------------- Ray
+def check_reachable(address, timeout=5.0):
+    """Fail fast on a HOST:PORT (or ray://HOST:PORT) nobody listens on: ray.init itself retries
+    an unreachable GCS for minutes. 'auto' and 'local' are left to Ray."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); "
+                        "start one with `ray start --head` or drop --address for a local instance") from None
+
+
+@contextmanager
+def ray_session(address=None):
+    """Use the caller's Ray (already initialised), else connect to `address`, else start a new
+    local instance: address="local", because a bare ray.init() silently joins whatever cluster
+    was started last on this machine. No dashboard: it only slows a short-lived local start."""
+    if ray.is_initialized():
+        yield
+        return
+    kwargs = {"runtime_env": RUNTIME_ENV, "logging_level": "WARNING"}
+    try:
+        if address:
+            check_reachable(address)
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(address="local", include_dashboard=False, **kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise UserError(f"cannot start or reach Ray at {address or 'a new local instance'}: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _last_line(e):
+    text = str(e).strip()
+    return text.splitlines()[-1] if text else type(e).__name__
+
+
+def _cause(e):
+    """A task's own exception (Ray wraps it in a RayTaskError that is also an instance of it)."""
+    return getattr(e, "cause", None) or e
+
+
+def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say):
+    """Train `jobs` as Ray tasks; log each run as soon as its task returns. {key: run_id}."""
+    done, failures = {}, []
+    with ray_session(address):
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        say(f"training {len(jobs)} run(s) as Ray tasks on {cpus} CPU(s), 1 CPU each")
+        pending = {remote.train_task.remote(j.cfg, data_dir): j for j in jobs}
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ref)
+            name = f"{job.spec} seed {job.seed}"
+            try:
+                record = ray.get(ref)
+            except ray.exceptions.RayError as e:      # the others go on: their runs are kept
+                failures.append((name, e))
+                say(f"  [{len(done) + len(failures)}/{len(jobs)}] {name} FAILED: {_last_line(_cause(e))}")
+                continue
+            run_id = remote.log_record(client, exp_id, record, run_name=f"{job.spec} s{job.seed}",
+                                       parent_run_id=parent_id,
+                                       tags={**tags, "spec": job.spec, "seed": job.seed, "config_key": job.key})
+            done[job.key] = run_id
+            t = record["test"]
+            say(f"  [{len(done) + len(failures)}/{len(jobs)}] {name}: {(record['end'] - record['start']) / 1000:.0f} s, "
+                f"test clean {100 * t['clean']:.1f} mean {100 * t['mean']:.1f} worst {100 * t['worst']:.1f} "
+                f"-> run {run_id}")
+    if failures:
+        bugs = [e for _, e in failures if not isinstance(_cause(e), UserError)]
+        if bugs:
+            raise bugs[0]                               # with the task's own traceback
+        raise UserError(f"{len(failures)} run(s) failed ({'; '.join(f'{n}: {_cause(e)}' for n, e in failures)}); "
+                        "finished runs are kept")
+    return done
+
+
+# ---------------------------------------------------------------------------------- comparison
+@dataclass(frozen=True)
+class Row:
+    name: str
+    reference: tuple         # per seed, in plan order
+    variant: tuple
+    delta: PairedDelta
+
+
+@dataclass(frozen=True)
+class Comparison:
+    ablation: str
+    reference: str
+    dataset: str
+    seeds: tuple
+    rows: tuple
+    runs: dict               # {"reference": [run ids], "variant": [run ids]}, in seed order
+    parent_run_id: str = ""
+
+
+def compare(client, plan, run_of, parent_run_id=""):
+    """The comparison, computed from the `test/*` metrics MLflow holds for each run."""
+    runs = {side: [run_of[j.key] for j in plan.side(side)] for side in ("reference", "variant")}
+    metrics = {rid: client.get_run(rid).data.metrics for rid in set(runs["reference"] + runs["variant"])}
+    rows = []
+    for name in ROWS:
+        ref = tuple(metrics[r][f"test/{name}"] for r in runs["reference"])
+        var = tuple(metrics[r][f"test/{name}"] for r in runs["variant"])
+        rows.append(Row(name, ref, var, paired_delta(var, ref)))
+    return Comparison(plan.spec.name, plan.reference.name, plan.dataset, plan.seeds, tuple(rows), runs, parent_run_id)
+
+
+def log_comparison(client, parent_id, comparison, table):
+    """Summary metrics on the parent (comparable across ablations in the runs table) + files."""
+    now, metrics = remote.now_ms(), []
+    for r in comparison.rows:
+        values = {"reference": mean_sd(r.reference)[0], "variant": mean_sd(r.variant)[0], "delta": r.delta.mean,
+                  "delta_low": r.delta.low, "delta_high": r.delta.high}
+        metrics += [Metric(f"{k}/{r.name}", v, now, 0) for k, v in values.items() if v is not None]
+    client.log_batch(parent_id, metrics=metrics)
+    client.set_tag(parent_id, "seeds", ",".join(map(str, comparison.seeds)))
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "comparison.md").write_text(table + "\n")
+        (Path(d) / "ablation.json").write_text(json.dumps(
+            {"ablation": comparison.ablation, "reference": comparison.reference, "dataset": comparison.dataset,
+             "seeds": list(comparison.seeds), "runs": comparison.runs}, indent=2) + "\n")
+        client.log_artifacts(parent_id, d)
+
+
+# --------------------------------------------------------------------------------------- driver
+def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, overrides=None, data_dir=None,
+                 address=None, tracking_uri=None, experiment=DEFAULT_EXPERIMENT, rerun=False, say=print):
+    """Plan, resume, train what is missing, and compare. Returns (Comparison, table text)."""
+    from .data import load_dataset
+    from .results import ablation_table
+
+    specs = S.load_specs(specs_dir)
+    plan = S.plan(S.get_spec(specs, name), specs, dataset, seeds, overrides)
+    cfg0 = plan.jobs[0].cfg
+    load_dataset(dataset, data_dir, seed=cfg0["seed"], limit=cfg0["limit"] or None)   # bad data: fail before Ray
+
+    uri = tracking.tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    exp_id = tracking.experiment_id(client, experiment)
+    commit = tracking.git_commit()
+    parent_id = open_parent(client, exp_id, plan, commit)
+    try:
+        run_of = {}
+        if not rerun:
+            for job in plan.unique_jobs():
+                found = _one(client, exp_id, {"config_key": job.key, "git_commit": commit})
+                if found:
+                    run_of[job.key] = found.info.run_id
+        todo = [j for j in plan.unique_jobs() if j.key not in run_of]
+        say(f"ablation {plan.spec.name} vs {plan.reference.name} on {dataset}, seeds {list(plan.seeds)}, "
+            f"commit {commit[:10]}: {len(run_of)} finished run(s) reused, {len(todo)} to train "
+            f"(MLflow {uri}, experiment {experiment}, parent run {parent_id})")
+        if todo:
+            tags = {"git_commit": commit, "ablation": plan.spec.name}
+            run_of.update(train_jobs(client, exp_id, todo, parent_id, tags, data_dir, address, say))
+        for job in plan.jobs:     # shared reference runs too: `tags.role.<ablation>` finds both sides
+            client.set_tag(run_of[job.key], f"role.{plan.spec.name}", job.side)
+        comparison = compare(client, plan, run_of, parent_id)
+        table = ablation_table(comparison)
+        log_comparison(client, parent_id, comparison, table)
+    except BaseException as e:
+        client.set_terminated(parent_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(parent_id, "FINISHED")
+    return comparison, table

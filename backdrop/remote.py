@@ -1,0 +1,109 @@
+"""Training as a Ray task, recording in the driver.
+
+Why split: MLflow's default store is one sqlite file, and several processes writing it at once
+fail with "database is locked" (and a file on the head node is not even visible from other
+nodes). So a task only trains and returns a `record` — plain picklable data: params, per-epoch
+metrics with their wall-clock times, test scores, the noise curve and the artifact files as bytes
+— and the driver, the store's only writer, turns each record into an MLflow run as it arrives.
+The run looks exactly like one from `platform.train` (same metric names, steps, figures, model).
+"""
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+from mlflow.entities import Metric, Param
+
+from . import tracking
+
+MLFLOW_BATCH = 1000          # MLflow's limit on metrics per log_batch call (params: 100)
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def train_record(cfg, data_dir=None, device="cpu"):
+    """Train one config and return its record (see the module docstring). No MLflow here."""
+    import torch
+
+    from .data import load_dataset
+    from .run import final_scores, pick_device, write_final_artifacts
+    from .train import train
+
+    start = now_ms()
+    splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+    device = pick_device(device)
+    epochs = []
+
+    def on_epoch(end):
+        epochs.append({"step": end.step, "time": now_ms(), "metrics": end.metrics(), "val": dict(end.val)})
+
+    algorithm = train(cfg, splits, on_epoch=on_epoch, device=device, progress=False)
+    test, curve = final_scores(algorithm, splits, device)
+    with tempfile.TemporaryDirectory() as d:
+        write_final_artifacts(algorithm, splits, test, curve, cfg["method"], d)
+        artifacts = {str(p.relative_to(d)): p.read_bytes() for p in sorted(Path(d).rglob("*")) if p.is_file()}
+    return {
+        "cfg": cfg,
+        "params": {**tracking.config_params(cfg), "n_train": len(splits.train.y),
+                   "n_val": len(splits.val.y), "n_test": len(splits.test.y)},
+        "epochs": epochs, "test": test, "noise": curve,
+        "val": epochs[-1]["val"] if epochs else {},
+        "artifacts": artifacts,
+        "start": start, "end": now_ms(),
+        "host": socket.gethostname(), "threads": torch.get_num_threads(),
+    }
+
+
+@ray.remote(num_cpus=1)
+def train_task(cfg, data_dir=None):
+    """One run on one CPU. Ray sets OMP_NUM_THREADS=1 for a 1-CPU task, so torch follows it and
+    two tasks on two cores do not fight over threads."""
+    import torch
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    return train_record(cfg, data_dir)
+
+
+def record_metrics(record):
+    """Every metric of a record as MLflow Metrics, named and stepped as `platform.train` does."""
+    out = []
+    for e in record["epochs"]:
+        out += [Metric(tracking.safe_key(k), float(v), e["time"], e["step"]) for k, v in e["metrics"].items()]
+    end = record["end"]
+    out += [Metric(f"test/{k}", float(v), end, 0) for k, v in record["test"].items()]
+    out += [Metric("noise/accuracy", float(acc), end, round(rate * 100)) for rate, acc in record["noise"].items()]
+    return out
+
+
+def log_record(client, experiment_id, record, *, run_name=None, tags=None, parent_run_id=None):
+    """Write one record as a finished MLflow run (the driver's job); returns the run id."""
+    cfg = record["cfg"]
+    all_tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(),
+                "host": record["host"], **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, start_time=record["start"], run_name=run_name,
+                            tags={k: str(v) for k, v in all_tags.items()})
+    run_id = run.info.run_id
+    try:
+        params = [Param(k, str(v)) for k, v in record["params"].items()]
+        for i in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[i:i + 100])
+        metrics = record_metrics(record)
+        for i in range(0, len(metrics), MLFLOW_BATCH):
+            client.log_batch(run_id, metrics=metrics[i:i + MLFLOW_BATCH])
+        with tempfile.TemporaryDirectory() as d:
+            for rel, data in record["artifacts"].items():
+                p = Path(d) / rel
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(data)
+            client.log_artifacts(run_id, d)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")    # never mistaken for a finished run on resume
+        raise
+    client.set_terminated(run_id, "FINISHED", end_time=record["end"])
+    return run_id
+

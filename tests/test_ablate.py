@@ -1,0 +1,155 @@
+"""A tiny ablation end to end through a real local Ray instance and a real MLflow sqlite store.
+
+The printed comparison is checked against numbers recomputed here from the runs MLflow holds
+(found by their tags, not through the comparison's own run ids), re-running must create no run,
+and a metric changed in the store must show up in the next table: the table is read back from
+MLflow, never taken from memory."""
+import math
+import re
+
+import pytest
+import ray
+from mlflow import MlflowClient
+from scipy.stats import t as student_t
+
+from backdrop import ablate
+from backdrop.ablate import ROWS
+from backdrop.backgrounds import NOISE_RATES
+
+# Applied to both sides like the budget flags; a few seconds per run (conftest.tiny_config's sizes).
+TINY = {"limit": 48, "epochs_f": 1, "epochs_mask": 1, "epochs_adv": 1, "widths": [8, 16, 32], "batch_size": 16,
+        "dense": 32, "gen_width": 8, "augment": False}
+EXPERIMENT = "tiny-ablations"
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=ablate.RUNTIME_ENV,
+             logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A fresh sqlite store; the working directory holds its artifacts (./mlruns)."""
+    d = tmp_path_factory.mktemp("store")
+    return d, f"sqlite:///{d / 'mlflow.db'}"
+
+
+def run(store, capsys, monkeypatch, name="mask_off"):
+    folder, uri = store
+    monkeypatch.chdir(folder)
+    comparison, table = ablate.run_ablation(name, seeds=(0, 1), overrides=TINY, tracking_uri=uri,
+                                            experiment=EXPERIMENT)
+    print(table)
+    return comparison, capsys.readouterr().out
+
+
+def parse_table(out):
+    """{row: (reference cell, variant cell, delta, CI cell, mark)} from the printed markdown."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] in ROWS:
+            rows[cells[0]] = tuple(cells[1:])
+    return rows
+
+
+def logged(client, uri_exp, spec):
+    """{seed: test metrics} of the finished child runs of `spec`, found by tags."""
+    runs = client.search_runs([uri_exp], f"tags.spec = '{spec}' and attributes.status = 'FINISHED'")
+    return {int(r.data.tags["seed"]): r.data.metrics for r in runs}
+
+
+def expected(ref, var, name):
+    """The row recomputed independently, in %: (ref mean, ref sd, var mean, var sd, delta, low, high)."""
+    def mean_sd(v):
+        m = sum(v) / len(v)
+        return m, math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+    seeds = sorted(ref)
+    r = [100 * ref[s][f"test/{name}"] for s in seeds]
+    a = [100 * var[s][f"test/{name}"] for s in seeds]
+    md, sd = mean_sd([x - y for x, y in zip(a, r)])
+    half = student_t.ppf(0.975, len(seeds) - 1) * sd / math.sqrt(len(seeds))
+    return (*mean_sd(r), *mean_sd(a), md, md - half, md + half)
+
+
+def check_row(cells, ref, var, name):
+    """Printed cells equal the recomputed values (to the printed 0.1 precision), mark included."""
+    printed = [float(x) for x in re.findall(r"[-+]?\d+\.\d", " ".join(cells[:4]))]
+    want = expected(ref, var, name)
+    assert len(printed) == 7, cells
+    assert all(abs(p - w) <= 0.05 + 1e-6 for p, w in zip(printed, want)), (name, cells, want)
+    assert cells[4] == ("*" if want[5] > 0 or want[6] < 0 else ""), (name, cells, want)
+
+
+def all_runs(client, exp_id):
+    return {r.info.run_id: r.info.status for r in client.search_runs([exp_id], max_results=1000)}
+
+
+def test_tiny_ablation_through_ray_and_mlflow(ray_local, store, capsys, monkeypatch):
+    comparison, out = run(store, capsys, monkeypatch)
+    assert "0 finished run(s) reused, 4 to train" in out
+    client = MlflowClient(store[1])
+    exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+
+    # one parent (tagged with the ablation, its reference and the commit) and a child per (spec, seed)
+    runs = client.search_runs([exp_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    p = parents[0]
+    assert (p.data.tags["ablation"], p.data.tags["reference"]) == ("mask_off", "adversarial")
+    assert len(p.data.tags["git_commit"]) >= 7 and p.info.status == "FINISHED"
+    assert {(c.data.tags["spec"], c.data.tags["seed"]) for c in children} == \
+        {("mask_off", "0"), ("mask_off", "1"), ("adversarial", "0"), ("adversarial", "1")}
+    for c in children:
+        assert c.data.tags["mlflow.parentRunId"] == p.info.run_id and c.info.status == "FINISHED"
+        assert c.data.tags["git_commit"] == p.data.tags["git_commit"]
+        assert c.data.params["mask"] == ("none" if c.data.tags["spec"] == "mask_off" else "unet")
+        assert c.data.params["seed"] == c.data.tags["seed"] and c.data.params["epochs_f"] == "1"
+        # what platform.train logs: per-epoch curves, test metrics, the noise curve, figures, the model
+        assert {"val/clean", "test/clean", "test/mean", "test/worst", "noise/accuracy"} <= set(c.data.metrics)
+        assert len(client.get_metric_history(c.info.run_id, "noise/accuracy")) == len(NOISE_RATES)
+        files = {a.path for a in client.list_artifacts(c.info.run_id)}
+        assert {"test_backgrounds.png", "noise_curve.png", "model"} <= files
+
+    # the printed numbers are those recomputed from the logged runs
+    table = parse_table(out)
+    ref, var = logged(client, exp_id, "adversarial"), logged(client, exp_id, "mask_off")
+    assert set(table) == set(ROWS)
+    for name in ROWS:
+        check_row(table[name], ref, var, name)
+    assert comparison.parent_run_id == p.info.run_id
+
+
+def test_rerun_skips_finished_runs_and_reads_the_store(ray_local, store, capsys, monkeypatch):
+    client = MlflowClient(store[1])
+    exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    before = all_runs(client, exp_id)
+    assert len(before) == 5
+
+    # Change a logged value behind the driver's back: the next table must show it.
+    victim = client.search_runs([exp_id], "tags.spec = 'mask_off' and tags.seed = '1'")[0]
+    client.log_metric(victim.info.run_id, "test/clean", 0.123)
+
+    comparison, out = run(store, capsys, monkeypatch)
+    assert "4 finished run(s) reused, 0 to train" in out and "Ray tasks" not in out
+    after = all_runs(client, exp_id)
+    assert set(after) == set(before) and all(s == "FINISHED" for s in after.values())
+    table = parse_table(out)
+    var = logged(client, exp_id, "mask_off")
+    assert var[1]["test/clean"] == 0.123
+    check_row(table["clean"], logged(client, exp_id, "adversarial"), var, "clean")
+
+    # A second ablation shares the reference's runs: only its own two runs are trained.
+    _, out = run(store, capsys, monkeypatch, name="heuristic_mask")
+    assert "2 finished run(s) reused, 2 to train" in out
+    assert len(all_runs(client, exp_id)) == 5 + 1 + 2
+    # Each ablation tags the runs it uses with their role, shared reference runs included.
+    both = client.search_runs([exp_id], "tags.`role.heuristic_mask` != ''")
+    assert sorted((r.data.tags["spec"], r.data.tags["role.heuristic_mask"]) for r in both) == \
+        [("adversarial", "reference")] * 2 + [("heuristic_mask", "variant")] * 2
+    assert all(r.data.tags["role.mask_off"] == "reference" for r in both if r.data.tags["spec"] == "adversarial")
+    assert set(parse_table(out)) == set(ROWS)

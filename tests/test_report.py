@@ -1,0 +1,152 @@
+"""`python -m platform.report`: runs in a real MLflow store → Parquet, markdown and LaTeX whose
+values equal the logged metrics, figures, and a `report` run; filters and one-line errors.
+
+The store is filled the way the ablation driver fills it (a training record per run, logged by
+backdrop.remote.log_record), plus a parent run without test metrics that must be left out."""
+import math
+import re
+
+import pyarrow.parquet as pq
+import pytest
+from mlflow import MlflowClient
+
+from backdrop.backgrounds import NOISE_RATES
+from backdrop.remote import log_record, train_record
+from backdrop.report import REPORT_EXPERIMENT, sections
+from backdrop.results import PAPER_TABLE1, TABLE1_COLUMNS, table1_rows
+from conftest import assert_one_line_error, run_cli, tiny_config
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """exp-a: vanilla seeds 0, 1 (platform.train-like runs), adversarial seed 0 (an ablation child
+    under a parent); exp-b: one more vanilla run. Returns (folder, tracking URI)."""
+    d = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{d / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    # Every experiment made here, the report's included: artifacts stay in the temp folder.
+    exp = {n: client.create_experiment(n, artifact_location=str(d / "artifacts" / n))
+           for n in ("exp-a", "exp-b", REPORT_EXPERIMENT)}
+    parent = client.create_run(exp["exp-a"], run_name="parent", tags={"ablation": "x"}).info.run_id
+    client.set_terminated(parent, "FINISHED")
+    for experiment, method, seed, tags in [("exp-a", "vanilla", 0, {}), ("exp-a", "vanilla", 1, {}),
+                                           ("exp-a", "adversarial", 0, {"spec": "adversarial", "seed": "0"}),
+                                           ("exp-b", "vanilla", 0, {})]:
+        record = train_record(tiny_config(method=method, seed=seed, limit=60))
+        log_record(client, exp[experiment], record, run_name=f"{method} s{seed}", tags=tags,
+                   parent_run_id=parent if tags else None)
+    return d, uri
+
+
+def report(store, *args):
+    folder, uri = store
+    return run_cli("platform.report", "--tracking-uri", uri, *args, timeout=300)
+
+
+def cells_of(markdown, section):
+    """{row label: [cells]} of the table under the '## ...section' heading."""
+    block = markdown.split(f"## {section}")[1].split("\n## ")[0]
+    rows = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] not in ("method",) and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_report_values_equal_the_logged_metrics(store, tmp_path):
+    out_dir = tmp_path / "out"
+    proc = report(store, "--out", str(out_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(store[1])
+
+    # Parquet: one row per finished run with test metrics (the parent has none), values as logged.
+    table = pq.read_table(out_dir / "runs.parquet")
+    rows = {r["run_id"]: r for r in table.to_pylist()}
+    assert len(rows) == 4
+    for run_id, row in rows.items():
+        run = client.get_run(run_id)
+        tests = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}
+        assert {k: row[k] for k in tests} == tests and len(tests) == 10
+        assert row["seed"] == int(run.data.params["seed"]) and row["method"] == run.data.params["method"]
+        assert row["dataset"] == "digits" and dict(row["tags"]) == run.data.tags
+        assert row["label"] == (run.data.tags.get("spec") or run.data.params["method"])
+        history = sorted(client.get_metric_history(run_id, "noise/accuracy"), key=lambda m: m.step)
+        assert [(p["rate"], p["accuracy"]) for p in row["noise_curve"]] == [(m.step / 100, m.value) for m in history]
+        assert len(row["noise_curve"]) == len(NOISE_RATES)
+
+    # Markdown: mean ± sd over each label's runs, equal to the logged values at the printed precision.
+    md = (out_dir / "report.md").read_text()
+    assert md.strip() in proc.stdout
+    for experiment, labels in {"exp-a": {"vanilla": 2, "adversarial": 1}, "exp-b": {"vanilla": 1}}.items():
+        cells = cells_of(md, f"experiment {experiment}, dataset digits")
+        assert set(cells) == set(labels)
+        for label, n in labels.items():
+            runs = [r for r in rows.values() if r["experiment"] == experiment and r["label"] == label]
+            assert cells[label][0] == str(n) == str(len(runs))
+            for col, cell in zip(TABLE1_COLUMNS, cells[label][1:]):
+                v = [100 * client.get_run(r["run_id"]).data.metrics[f"test/{col}"] for r in runs]
+                m = sum(v) / n
+                printed = [float(x) for x in re.findall(r"\d+\.\d", cell)]
+                assert abs(printed[0] - m) <= 0.05 + 1e-9, (label, col, cell, v)
+                if n > 1:
+                    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1))
+                    assert abs(printed[1] - sd) <= 0.05 + 1e-9, (label, col, cell, v)
+                else:
+                    assert len(printed) == 1
+    assert "(poster)" not in md                      # the poster's numbers are MNIST only
+
+    tex = (out_dir / "report.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == 2 and r"$\pm$" in tex and tex in proc.stdout
+    for name in ("exp-a_digits_backgrounds.png", "exp-a_digits_noise.png", "exp-b_digits_backgrounds.png"):
+        assert (out_dir / name).stat().st_size > 1000
+
+    # ... and the whole report is an MLflow run.
+    [rep] = client.search_runs([client.get_experiment_by_name(REPORT_EXPERIMENT).experiment_id])
+    assert rep.data.tags["report"] == "true" and rep.data.params["n_runs"] == "4"
+    assert {"runs.parquet", "report.md", "report.tex", "exp-a_digits_noise.png"} <= \
+        {a.path for a in client.list_artifacts(rep.info.run_id)}
+
+
+def test_filters(store, tmp_path):
+    proc = report(store, "--experiment", "exp-b", "--out", str(tmp_path / "b"), "--no-log")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert pq.read_table(tmp_path / "b" / "runs.parquet").column("experiment").to_pylist() == ["exp-b"]
+    proc = report(store, "--tag", "spec=adversarial", "--tag", "seed=0", "--out", str(tmp_path / "t"), "--no-log")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert pq.read_table(tmp_path / "t" / "runs.parquet").column("label").to_pylist() == ["adversarial"]
+
+
+def test_bad_input_is_one_line(store, tmp_path):
+    assert_one_line_error(report(store, "--experiment", "nope", "--no-log"), "'nope'", "exp-a")
+    assert_one_line_error(report(store, "--tag", "spec=none", "--no-log"), "no finished runs")
+    assert_one_line_error(report(store, "--tag", "spec", "--no-log"), "KEY=VALUE")
+    missing = run_cli("platform.report", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", "--no-log")
+    assert_one_line_error(missing, "none.db")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_poster_rows_sit_beside_mnist_results():
+    runs = {"adversarial": [{f"test/{c}": 0.5 for c in TABLE1_COLUMNS}], "mask_off": [{f"test/{c}": 0.4 for c in TABLE1_COLUMNS}]}
+    header, rows = table1_rows(runs, with_paper=True)
+    assert [r[0] for r in rows] == ["adversarial", "adversarial (poster)", "mask_off"]
+    poster = dict(zip(header, rows[1]))
+    assert poster["clean"] == "94.9" and poster["clock"] == "70.8"
+    assert poster["mean"] == "85.5" and poster["worst"] == "70.8"          # METHOD.md's summaries
+    assert float(poster["stripes"]) == PAPER_TABLE1["adversarial"]["stripes"]
+
+
+def test_runs_of_different_configs_are_not_averaged():
+    """Seeds are averaged; another budget under the same label gets its own, named row."""
+    import pyarrow as pa
+    def row(seed, epochs, start=0):
+        return {"experiment": "e", "dataset": "digits", "label": "adversarial", "seed": seed, "start_time": start,
+                "params": [("seed", str(seed)), ("epochs_f", str(epochs)), ("lr_f", "0.001")]}
+    table = pa.Table.from_pylist([row(0, 5), row(1, 5), row(0, 1)])
+    groups = sections(table)[("e", "digits")]
+    assert {k: len(v) for k, v in groups.items()} == {"adversarial [epochs_f=5]": 2, "adversarial [epochs_f=1]": 1}
+    assert {k: len(v) for k, v in sections(table.slice(0, 2))[("e", "digits")].items()} == {"adversarial": 2}
+    # the same seed run again (another commit): the newest run counts, n stays the number of seeds
+    again = pa.Table.from_pylist([row(0, 5, start=1), row(1, 5, start=2), row(0, 5, start=3)])
+    [runs] = sections(again)[("e", "digits")].values()
+    assert sorted((r["seed"], r["start_time"]) for r in runs) == [(0, 3), (1, 2)]
