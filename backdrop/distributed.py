@@ -12,6 +12,8 @@ each Tune trial. Ray workers import this module by name, so it (and everything i
 `backdrop/`, never in `platform/`.
 """
 import hashlib
+import json
+import logging
 import os
 import socket
 import tempfile
@@ -26,7 +28,8 @@ from .data import load_dataset
 from .errors import UserError
 from .train import build_algorithm
 
-STATE_FILE = "state.pt"          # inside each Ray Train checkpoint directory
+STATE_FILE = "state.pt"          # inside each Ray Train checkpoint directory: the training state
+HISTORY_FILE = "history.json"    # ... and every epoch's metrics so far (for records that missed one)
 DEFAULT_STORAGE = "ray_results"  # Ray Train / Tune storage, relative to the working directory
 
 
@@ -43,11 +46,32 @@ def connect(address=None, min_cpus=1):
     address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
-            ray.init(address=address, log_to_driver=True)
-        else:  # "local": never attach by accident to another cluster started on this machine
-            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, min_cpus))
+            # Train's placement-group cleaner queries the State API from inside the cluster; tell
+            # it which cluster (auto-detection fails when a machine runs several Ray instances).
+            env = {"RAY_ADDRESS": address} if address != "auto" else {}
+            ray.init(address=address, runtime_env={"env_vars": env} if env else None)
+        else:
+            # "local": never attach by accident to another instance on this machine. Its processes
+            # inherit our environment when they start, so name its dashboard (the State API) there.
+            port = free_port()
+            saved = os.environ.get("RAY_API_SERVER_ADDRESS")
+            os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+            try:
+                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, min_cpus),
+                         include_dashboard=True, dashboard_port=port)
+            finally:
+                if saved is None:
+                    os.environ.pop("RAY_API_SERVER_ADDRESS")
+                else:
+                    os.environ["RAY_API_SERVER_ADDRESS"] = saved
     except ConnectionError as e:
         raise UserError(f"cannot connect to the Ray cluster at {address!r}: {e}") from None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def storage_uri(path=None):
@@ -56,10 +80,11 @@ def storage_uri(path=None):
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def scaling(workers, gpus_per_worker=0.0):
-    """One CPU per worker; a GPU (or a fraction) per worker when asked."""
+def scaling(workers, gpus_per_worker=0.0, cpus_per_worker=1):
+    """CPUs per worker (Ray sets each worker's torch threads to match); a GPU (or a fraction)
+    per worker when asked."""
     from ray.train import ScalingConfig
-    resources = {"CPU": 1}
+    resources = {"CPU": cpus_per_worker}
     if gpus_per_worker:
         resources["GPU"] = gpus_per_worker
     return ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker), resources_per_worker=resources)
@@ -67,8 +92,9 @@ def scaling(workers, gpus_per_worker=0.0):
 
 # ---------------------------------------------------------------- checkpoints
 
-def save_state(state, directory):
+def save_checkpoint(directory, state, history):
     torch.save(state, Path(directory) / STATE_FILE)
+    (Path(directory) / HISTORY_FILE).write_text(json.dumps(history))
 
 
 def load_state(checkpoint):
@@ -79,12 +105,26 @@ def load_state(checkpoint):
         return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
 
 
-def load_trained(checkpoint, cfg, splits, device="cpu"):
-    """Rebuild the algorithm from a ray.train.Checkpoint or a checkpoint path (local or s3://...)."""
+def load_history(checkpoint):
+    """[{"step": s, metric: value, ...}] of every epoch up to this checkpoint (empty if None)."""
+    if checkpoint is None:
+        return []
+    with checkpoint.as_directory() as d:
+        path = Path(d) / HISTORY_FILE
+        return json.loads(path.read_text()) if path.is_file() else []
+
+
+def checkpoint_at(path, storage_path=None):
+    """The Checkpoint at a path as Ray reports it (`checkpoint_path` in Tune results): a path
+    within the storage's filesystem, without its s3:// scheme."""
+    import pyarrow.fs
     from ray.train import Checkpoint
+    return Checkpoint(path, filesystem=pyarrow.fs.FileSystem.from_uri(storage_uri(storage_path))[0])
+
+
+def load_trained(checkpoint, cfg, splits, device="cpu"):
+    """Rebuild the trained algorithm from a ray.train.Checkpoint."""
     from .train import restore
-    if not isinstance(checkpoint, Checkpoint):
-        checkpoint = Checkpoint(checkpoint)
     algorithm = build_algorithm(cfg, splits)
     restore(algorithm, load_state(checkpoint))
     return algorithm.to(device).eval()
@@ -96,10 +136,29 @@ class InjectedFailure(RuntimeError):
     """Raised by the `fail_at_step` test hook: a real worker crash for the fault-tolerance test."""
 
 
-def rank_noise_seed(cfg, rank, step):
-    # Ranks > 0 draw their own backgrounds: with the model's single noise seed every worker would
-    # paint the same backgrounds on its shard, shrinking the adversary's batch by the world size.
-    return cfg["seed"] + 1 + 1_000_003 * rank + step
+def own_noise(algorithm, cfg, rank, resume):
+    """Ranks > 0 draw their own noise (backgrounds): with the model's one noise seed every worker
+    would paint the same backgrounds on its shard, shrinking the adversary's batch by the world
+    size. Returns the resume state to use (a checkpoint holds rank 0's noise state)."""
+    if not rank or not hasattr(algorithm, "noise"):
+        return resume
+    seed = cfg["seed"] + 1 + 1_000_003 * rank + (resume["step"] if resume else 0)
+    if resume:
+        return {**resume, "noise_rng": torch.Generator().manual_seed(seed).get_state()}
+    algorithm.noise.manual_seed(seed)
+    return resume
+
+
+def node_names(world):
+    """'host/ray-node-id' of every worker (gathered over the process group), for the records."""
+    import ray
+    import torch.distributed as dist
+    here = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
+    if world == 1 or not dist.is_initialized():
+        return here
+    names = [None] * world
+    dist.all_gather_object(names, here)
+    return ",".join(sorted(set(names)))
 
 
 def weights_digest(algorithm):
@@ -111,77 +170,95 @@ def weights_digest(algorithm):
     return h.hexdigest()[:16]
 
 
+def quiet_report_log():
+    """Ray 2.60 logs every report (all metrics) at INFO under a logger named after its source file,
+    outside `ray.train`, so LoggingConfig does not reach it: raise its level here."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def worker_loop(config):
     """Ray Train's per-worker function. `config`: cfg (a full hparams config), data_dir,
     score_test (rank 0 adds test-suite scores to the last report), fail_at_step (test hook: the
     last rank crashes after that epoch unless the run resumed from a checkpoint), extra."""
     import ray.train
     import ray.train.torch
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from .train import train
 
+    quiet_report_log()
     cfg = config["cfg"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     splits = load_dataset(cfg["dataset"], config.get("data_dir"), seed=cfg["seed"], limit=cfg["limit"] or None)
-    resume = load_state(ray.train.get_checkpoint())
+    checkpoint = ray.train.get_checkpoint()
+    resume, history = load_state(checkpoint), load_history(checkpoint)
     algorithm = build_algorithm(cfg, splits)
-    if rank and hasattr(algorithm, "noise"):
-        seed = rank_noise_seed(cfg, rank, resume["step"] if resume else 0)
-        if resume:
-            resume = {**resume, "noise_rng": torch.Generator().manual_seed(seed).get_state()}
-        else:
-            algorithm.noise.manual_seed(seed)
-
-    here = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
-    nodes = [here]
-    if dist.is_available() and dist.is_initialized() and world > 1:
-        nodes = [None] * world
-        dist.all_gather_object(nodes, here)
+    resume = own_noise(algorithm, cfg, rank, resume)
+    nodes = node_names(world)
     wrap = None
     if world > 1:
         def wrap(net):
             return DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
 
+    reported = []
+
     def on_epoch(end):
+        reported.append(end.step)
         if end.step == config.get("fail_at_step") and resume is None and rank == world - 1:
             raise InjectedFailure(f"injected failure at epoch {end.step} (fail_at_step test hook)")
         metrics = {**end.metrics(), "step": end.step, "phase_index": end.phase_index, "last": end.last,
                    "resumed_from": resume["step"] if resume else 0, "world": world,
-                   "workers_at": ",".join(sorted(set(nodes))), "weights_sha": weights_digest(end.algorithm), **config.get("extra", {})}
+                   "workers_at": nodes, "weights_sha": weights_digest(end.algorithm), **config.get("extra", {})}
         if end.last and config.get("score_test") and rank == 0:
             from .run import final_scores
             test, curve = final_scores(end.algorithm, splits, device)
             metrics.update({f"test/{k}": v for k, v in test.items()})
             metrics.update({f"noise/{rate:g}": acc for rate, acc in curve.items()})
         with tempfile.TemporaryDirectory() as d:
-            checkpoint = None
+            saved = None
             if rank == 0:
-                save_state(end.checkpoint(), d)
-                checkpoint = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{end.step:04d}")
+                history.append({"step": end.step, **training_metrics(metrics)})
+                save_checkpoint(d, end.checkpoint(), history)
+                saved = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=f"epoch_{end.step:04d}")
 
     train(cfg, splits, on_epoch=on_epoch, resume_state=resume, rank=rank, world=world, wrap=wrap,
           device=device, algorithm=algorithm)
+    if not reported and resume is not None:
+        # Restarted after its last checkpoint (e.g. a sweep killed before it saw the end): nothing
+        # left to train, so say again how the run ended, with the checkpoint it ended on.
+        last = {**(history[-1] if history else {}), "step": resume["step"], "phase_index": resume["phase_index"],
+                "last": True, "resumed_from": resume["step"], "world": world, "workers_at": nodes,
+                "checkpoint_path": checkpoint.path, **config.get("extra", {})}
+        ray.train.report(last if rank == 0 else {"step": resume["step"]})
 
 
-def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, data_dir=None,
+def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, cpus_per_worker=1, data_dir=None,
                  callbacks=(), max_failures=2, score_test=False, fail_at_step=None, extra=None):
     """A TorchTrainer for one training run. The same (storage_path, name) resumes that run.
     `extra`: constant entries added to every report (e.g. the Tune trial's node)."""
     import ray.train
     from ray.train.torch import TorchTrainer
+
+    # A worker's report waits until the controller collects the previous one, which it polls for
+    # every 2 s by default: up to 2 s lost per epoch on small data. Ray forwards this variable
+    # from here to the controller; set it yourself to override.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     return TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg, "data_dir": data_dir, "score_test": score_test,
                            "fail_at_step": fail_at_step, "extra": extra or {}},
-        scaling_config=scaling(workers, gpus_per_worker),
+        scaling_config=scaling(workers, gpus_per_worker, cpus_per_worker),
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_uri(storage_path), callbacks=list(callbacks),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),   # no per-report INFO lines
             # every epoch is checkpointed; keep the latest few (a resume needs only the last)
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
     )

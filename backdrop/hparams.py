@@ -58,6 +58,7 @@ HPARAMS = {
     "mask_blend": HParam(0.5, "constant mask value when mask=none: x~ = a*x + (1-a)*b", low=0.0, high=1.0),
     "mask_area": HParam(0.2, "fraction of pixels the mask may cover for free", low=0.0, high=1.0),
     "mask_area_loss": HParam("linear", "area penalty relu(mean(m) - area), or its square", ("linear", "squared")),
+    "mask_images": HParam(0, "train the mask U-Net on the first N training images only (0 = all)", low=0),
     "mask_tv": HParam(0.1, "weight of the mask's total variation", low=0.0),
     "binarize": HParam("otsu", "mask binarisation before compositing", ("otsu", "0.5", "quantile", "none")),
     # networks
@@ -99,6 +100,9 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
     cfg = defaults()
     for k, v in (overrides or {}).items():
         cfg[k] = check_value(k, v, where)
+    if cfg["tiles"] not in (1, 2, 4, 8):
+        # A 32-px background splits into tiles of 4·2^k px (the generator doubles a 4×4 noise map).
+        raise UserError(f"{where}: 'tiles' must be 1, 2, 4 or 8, got {cfg['tiles']}")
     return cfg
 
 

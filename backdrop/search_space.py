@@ -42,16 +42,13 @@ class Dist:
     args: tuple        # (low, high) or the choices
 
     def suggest(self, trial, key):
-        """Draw the value from an Optuna trial (choices are drawn by their text)."""
+        """Draw the value from an Optuna trial (a list among the choices is drawn as its text)."""
         if self.kind == "choice":
             return decode(self.args, trial.suggest_categorical(key, [encode(v) for v in self.args]))
         low, high = self.args
         if self.kind == "int":
             return trial.suggest_int(key, low, high)
         return trial.suggest_float(key, low, high, log=self.kind == "loguniform")
-
-    def describe(self):
-        return f"{self.kind}{list(self.args)}"
 
 
 def encode(value):

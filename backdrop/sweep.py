@@ -14,14 +14,17 @@ run is named after the trial, so a restarted trial resumes from its last checkpo
 """
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs
+from ray.tune import Callback
 
 from . import tracking
-from .distributed import connect, load_trained, make_trainer, storage_uri
+from .data import load_dataset
+from .distributed import checkpoint_at, connect, load_trained, make_trainer, storage_uri
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct
 from .search_space import SearchSpace, parse
@@ -80,16 +83,32 @@ def trial_main(config, opts: SweepOptions):
 # ---------------------------------------------------------------- the sweep
 
 def total_epochs(cfg):
+    """(epochs of the whole schedule, the phases): ASHA's time axis is the global epoch count."""
     from .algorithms import get_algorithm
-    phases = get_algorithm(cfg["method"]).phases(_PhaseProbe(cfg))
+    phases = get_algorithm(cfg["method"])(cfg).phases()
     return sum(p.epochs for p in phases), phases
 
 
-class _PhaseProbe:
-    """Just enough of an Algorithm to call its `phases()` without building networks."""
+class Progress(Callback):
+    """One line per trial event on the console (Tune's own tables are switched off)."""
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        values = " ".join(f"{k}={fmt(v)}" for k, v in sorted(trial.config.items()))
+        print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} started: {values}", flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} epoch {result.get('step')}/{self.epochs}: "
+              f"val clean {pct(result.get('val/clean'))} worst {pct(result.get(OBJECTIVE))}", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        done = "completed" if trial.last_result.get("last") else "stopped early by ASHA"
+        print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} {done}", flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} failed (see the error above)", flush=True)
 
 
 def concurrency(opts):
@@ -115,6 +134,8 @@ def build_tuner(opts: SweepOptions, resume=False):
     if resume:
         return tune.Tuner.restore(opts.path, trainable, resume_unfinished=True, resume_errored=True)
     epochs, phases = total_epochs(space.base_config())
+    if not epochs:
+        raise UserError(f"{opts.space_path}: the schedule has no epochs (epochs_f, epochs_mask, epochs_adv)")
     if opts.multi_objective:
         searcher = OptunaSearch(space=space.suggest, metric=list(OBJECTIVES), mode=["max", "max"],
                                 sampler=optuna.samplers.TPESampler(seed=opts.seed))
@@ -132,29 +153,34 @@ def build_tuner(opts: SweepOptions, resume=False):
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=opts.trials,
                                     max_concurrent_trials=concurrency(opts)),
         run_config=tune.RunConfig(name=opts.name, storage_path=opts.storage_path,
-                                  callbacks=[MLflowSweepCallback(recorder, space.config)],
-                                  failure_config=tune.FailureConfig(max_failures=1), verbose=1),
+                                  callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path), Progress(epochs)],
+                                  failure_config=tune.FailureConfig(max_failures=1), verbose=0),
     )
 
 
 def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
-    """Run (or resume) a sweep to the end; returns the summary dict (see `summarize`)."""
+    """Run (or resume) a sweep to the end; returns the summary dict (see `summarize`). Stopped
+    early (Ctrl-C: Tune saves its state and returns), it raises KeyboardInterrupt."""
+    from ray.tune import Tuner
+
     connect(address, min_cpus=1 + opts.workers)
     recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
     parent = recorder.parent(params={"space": opts.space_path, "trials": opts.trials, "workers": opts.workers,
                                      "gpus_per_worker": opts.gpus_per_worker, "objective": objective_name(opts),
                                      "sampler": f"TPE(seed={opts.seed})", "storage": opts.path})
-    tuner = build_tuner(opts, resume=resume)
-    grid = tuner.fit()
-    results = list(grid)
-    unfinished = len(results) - grid.num_terminated - grid.num_errors
-    if unfinished or len(results) < opts.trials:
-        recorder.client.set_terminated(parent, "KILLED")
-        raise KeyboardInterrupt
-    dropped = recorder.drop_orphans([r.metrics["trial_id"] for r in results])
-    summary = summarize(opts, results, recorder, device)
-    summary["dropped_runs"] = dropped
-    log_summary(recorder, parent, summary)
+    resume = resume and Tuner.can_restore(opts.path)   # killed before Tune saved anything: start it
+    try:
+        grid = build_tuner(opts, resume=resume).fit()
+        results = list(grid)
+        if len(results) - grid.num_terminated - grid.num_errors or len(results) < opts.trials:
+            raise KeyboardInterrupt
+        dropped = recorder.drop_orphans([r.metrics["trial_id"] for r in results])
+        summary = summarize(opts, results, recorder, device)
+        summary["dropped_runs"] = dropped
+        log_summary(recorder, parent, summary, opts.search_space().params)
+    except BaseException as e:
+        recorder.client.set_terminated(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
     return summary
 
 
@@ -197,11 +223,10 @@ def summarize(opts, results, recorder, device):
 def score_trial(row, run_id, opts, recorder, device):
     import mlflow
 
-    from .data import load_dataset
     from .run import final_scores, log_final
     cfg = row["config"]
     splits = load_dataset(cfg["dataset"], opts.data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
-    algorithm = load_trained(row["checkpoint"], cfg, splits, device)
+    algorithm = load_trained(checkpoint_at(row["checkpoint"], opts.storage_path), cfg, splits, device)
     test, curve = final_scores(algorithm, splits, device)
     tracking.setup(opts.tracking_uri, opts.experiment)
     with mlflow.start_run(run_id=run_id):
@@ -219,8 +244,9 @@ def tables(summary, searched_keys):
                   for r in summary["rows"]]
     trials_md = markdown_table(["trial", "outcome", *keys, "val clean", "val worst"], trial_rows)
     cols = [c for c in TEST_COLUMNS if c in summary["best"][0]["test"]]
-    best_md = markdown_table(["trial", "val worst", *cols],
-                             [[r["trial_id"], pct(r["val/worst"]), *(pct(r["test"][c]) for c in cols)]
+    best_md = markdown_table(["trial", "val clean", "val worst", *(f"test {c}" if c in ("clean", "mean", "worst") else c
+                                                                  for c in cols)],
+                             [[r["trial_id"], pct(r["val/clean"]), pct(r["val/worst"]), *(pct(r["test"][c]) for c in cols)]
                               for r in summary["best"]])
     return trials_md, best_md
 
@@ -229,14 +255,14 @@ def fmt(v):
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def log_summary(recorder, parent, summary):
+def log_summary(recorder, parent, summary, searched_keys):
     client = recorder.client
     best = summary["best"][0]
     client.set_tag(parent, "best_trials", ",".join(r["trial_id"] for r in summary["best"]))
     client.log_metric(parent, "best/val_worst", best["val/worst"])
     for k, v in best["test"].items():
         client.log_metric(parent, f"best/test/{k}", v)
-    trials_md, best_md = tables(summary, summary["rows"][0]["searched"].keys())
+    trials_md, best_md = tables(summary, searched_keys)
     client.log_text(parent, f"# Sweep {summary['name']}\n\n## Trials\n\n{trials_md}\n\n"
                             f"## Test suite of the selected trial(s)\n\n{best_md}\n", "sweep_summary.md")
     client.set_terminated(parent, "FINISHED")
@@ -248,12 +274,13 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
     """Flags (None = not given) over the space file's `sweep:` section over the defaults."""
     def pick(key, default):
         return flags.get(key) if flags.get(key) is not None else space.sweep.get(key, default)
-    name = flags.get("name") or f"{Path(space.path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = check_name(flags.get("name") or f"{Path(space.path).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     opts = SweepOptions(
         name=name, space=space.to_dict(), space_path=space.path, trials=pick("trials", 4), workers=pick("workers", 2),
         gpus_per_worker=float(pick("gpus_per_worker", 0.0)), max_concurrent=pick("max_concurrent", 0),
         seed=pick("seed", 0), grace_period=space.sweep.get("grace_period", 0),
-        multi_objective=bool(flags.get("multi_objective")), data_dir=flags.get("data_dir"),
+        multi_objective=bool(flags.get("multi_objective")),
+        data_dir=str(Path(flags["data_dir"]).expanduser().resolve()) if flags.get("data_dir") else None,
         storage_path=storage_uri(flags.get("storage_path")), tracking_uri=tracking.tracking_uri(flags.get("tracking_uri")),
         experiment=flags.get("experiment") or DEFAULT_EXPERIMENT)
     for key in ("trials", "workers"):
@@ -264,7 +291,25 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
     if exists(f"{opts.path}/{SPEC_FILE}"):
         raise UserError(f"sweep '{name}' already exists in {opts.storage_path}; continue it with "
                         f"--resume --name {name}, or choose another --name")
+    check_data(opts)
     return opts
+
+
+def check_data(opts):
+    """A missing data dir or file fails here, in one line, not in every trial's workers."""
+    load_dataset(opts.search_space().base_config()["dataset"], opts.data_dir, limit=1)
+
+
+def resume_command(opts):
+    storage = "" if opts.storage_path == storage_uri(None) else f" --storage-path {opts.storage_path}"
+    return f"python -m platform.sweep --resume --name {opts.name}{storage}"
+
+
+def check_name(name):
+    """A sweep name is a folder name and an MLflow tag value: keep it plain."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    return name
 
 
 def save_options(opts: SweepOptions):
@@ -284,6 +329,7 @@ def load_options(storage_path, name=None) -> SweepOptions:
         if not saved:
             raise UserError(f"--resume: no sweep to resume in {storage}")
         name = saved[-1].parent.name
+    check_name(name)
     uri = f"{storage.rstrip('/')}/{name}/{SPEC_FILE}"
     if not exists(uri):
         raise UserError(f"--resume: no sweep named '{name}' in {storage}")
@@ -291,7 +337,18 @@ def load_options(storage_path, name=None) -> SweepOptions:
     with fs.open_input_stream(path) as f:
         opts = SweepOptions(**json.loads(f.read().decode()))
     opts.storage_path = storage   # the sweep may have moved with its folder
+    check_data(opts)
     return opts
+
+
+def check_same_records(opts, flags):
+    """A resumed sweep keeps writing where it started; flags may repeat, not change, that."""
+    given = {"tracking_uri": tracking.tracking_uri(flags["tracking_uri"]) if flags.get("tracking_uri") else None,
+             "experiment": flags.get("experiment"), "data_dir": flags.get("data_dir")}
+    for key, value in given.items():
+        if value is not None and value != getattr(opts, key):
+            raise UserError(f"--resume: sweep {opts.name} uses --{key.replace('_', '-')} {getattr(opts, key)}; "
+                            f"drop --{key.replace('_', '-')} {value}")
 
 
 def exists(uri):

@@ -12,7 +12,7 @@ from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
 from . import tracking
-from .distributed import training_metrics
+from .distributed import checkpoint_at, load_history, training_metrics
 
 SWEEP_TAG, TRIAL_TAG, ROLE_TAG = "backdrop.sweep", "backdrop.trial_id", "backdrop.role"
 PARENT_TAG = "mlflow.parentRunId"
@@ -29,8 +29,7 @@ class SweepRecorder:
         return MlflowClient(self.uri)
 
     def experiment_id(self):
-        exp = self.client.get_experiment_by_name(self.experiment)
-        return exp.experiment_id if exp else self.client.create_experiment(self.experiment)
+        return tracking.experiment_id(self.client, self.experiment)
 
     def find(self, **tags):
         where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
@@ -83,11 +82,15 @@ class SweepRecorder:
 
 class MLflowSweepCallback(Callback):
     """Tune callback (runs in the Tune driver): trial runs, their params, per-epoch metrics and
-    outcome. `config_of(trial_config)` maps Tune's trial config to the full training config."""
+    outcome. `config_of(trial_config)` maps Tune's trial config to the full training config.
 
-    def __init__(self, recorder: SweepRecorder, config_of):
-        self.recorder, self.config_of = recorder, config_of
-        self._runs, self._tagged = {}, set()
+    An epoch whose report never reached Tune (the sweep was stopped between a trial's checkpoint
+    and its result) is not lost: every checkpoint carries the metrics of all epochs so far, and
+    the next result fills the gap from it."""
+
+    def __init__(self, recorder: SweepRecorder, config_of, storage_path):
+        self.recorder, self.config_of, self.storage_path = recorder, config_of, storage_path
+        self._runs, self._tagged, self._steps = {}, set(), {}
 
     def _run(self, trial):
         if trial.trial_id not in self._runs:
@@ -96,8 +99,16 @@ class MLflowSweepCallback(Callback):
                 {"searched": ",".join(sorted(trial.config))})
         return self._runs[trial.trial_id]
 
+    def _logged_steps(self, trial, run_id):
+        if trial.trial_id not in self._steps:
+            history = self.recorder.client.get_metric_history(run_id, "images_per_s")
+            self._steps[trial.trial_id] = {m.step for m in history}
+        return self._steps[trial.trial_id]
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self._runs.pop(trial.trial_id, None)   # (re)started: look the run up and mark it RUNNING
+        self._steps.pop(trial.trial_id, None)
+        self._tagged.discard(trial.trial_id)    # record where it runs now
         self._run(trial)
 
     def on_trial_restore(self, iteration, trials, trial, **info):
@@ -107,7 +118,14 @@ class MLflowSweepCallback(Callback):
         run_id, client = self._run(trial), self.recorder.client
         now = int(time.time() * 1000)
         step = int(result.get("step", iteration))
-        client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in training_metrics(result).items()])
+        logged = self._logged_steps(trial, run_id)
+        epochs = [] if step in logged else [{"step": step, **training_metrics(result)}]   # a replayed end
+        if set(range(1, step)) - logged and result.get("checkpoint_path"):
+            history = load_history(checkpoint_at(result["checkpoint_path"], self.storage_path))
+            epochs = [e for e in history if e["step"] < step and e["step"] not in logged] + epochs
+        for epoch in epochs:
+            client.log_batch(run_id, metrics=[Metric(k, v, now, epoch["step"]) for k, v in epoch.items() if k != "step"])
+            logged.add(epoch["step"])
         if trial.trial_id not in self._tagged:
             # Where the trial ran: its Tune driver's node and its Train workers' nodes.
             self._tagged.add(trial.trial_id)
@@ -128,4 +146,5 @@ class MLflowSweepCallback(Callback):
 
     def __getstate__(self):
         # Tune pickles its callbacks with the experiment; caches are rebuilt from MLflow tags.
-        return {"recorder": self.recorder, "config_of": self.config_of, "_runs": {}, "_tagged": set()}
+        return {"recorder": self.recorder, "config_of": self.config_of, "storage_path": self.storage_path,
+                "_runs": {}, "_tagged": set(), "_steps": {}}

@@ -17,8 +17,16 @@ def tracking_uri(uri=None):
 def setup(uri=None, experiment=DEFAULT_EXPERIMENT):
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(uri), experiment))
     return uri
+
+
+def artifact_location(uri, experiment):
+    """For a sqlite store, artifacts go beside the database file (`mlartifacts/<experiment>`),
+    not into ./mlruns of whatever folder a command happens to run in; None = MLflow's default."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts" / experiment).as_uri()
+    return None
 
 
 def git_commit():
@@ -46,7 +54,7 @@ def experiment_id(client, name):
     from .errors import UserError
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name))
     if exp.lifecycle_stage != "active":
         raise UserError(f"MLflow experiment '{name}' is deleted; restore it or choose another name")
     return exp.experiment_id

@@ -107,7 +107,10 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
             pos.step += 1
             algorithm.train()
             sums, count = {}, 0
-            batches = epoch_batches(len(train_x), cfg["batch_size"], cfg["seed"], pos.step, rank, world)
+            n = len(train_x)
+            if phase.name == "mask" and cfg["mask_images"]:
+                n = min(n, cfg["mask_images"])   # the U-Net is the CPU bottleneck; a subset suffices
+            batches = epoch_batches(n, cfg["batch_size"], cfg["seed"], pos.step, rank, world)
             bar = tqdm(batches, desc=f"{phase.name} {epoch + 1}/{phase.epochs}", leave=False,
                        disable=not (progress and rank == 0))
             t0 = time.perf_counter()

@@ -44,7 +44,8 @@ def main(argv=None):
     from backdrop.search_space import load_space
     if args.resume:
         given = [f for f in ("space", "trials", "workers", "gpus_per_worker", "max_concurrent", "seed")
-                 if getattr(args, f) is not None] + (["multi_objective"] if args.multi_objective else [])
+                 if getattr(args, f) is not None]
+        given += ["multi_objective"] if args.multi_objective else []
         if given:
             from backdrop.errors import UserError
             raise UserError(f"--resume continues a sweep with its saved settings; drop --{given[0].replace('_', '-')}")
@@ -55,16 +56,17 @@ def main(argv=None):
     from backdrop.run import pick_device
     if args.resume:
         opts = sweep.load_options(args.storage_path, args.name)
+        sweep.check_same_records(opts, vars(args))
         print(f"resuming sweep {opts.name} ({opts.path})", flush=True)
     else:
         opts = sweep.new_options(space, vars(args))
         sweep.save_options(opts)
         print(f"sweep {opts.name}: {opts.trials} trials x {opts.workers} workers, objective "
-              f"{sweep.objective_name(opts)}; interrupt and continue with --resume --name {opts.name}", flush=True)
+              f"{sweep.objective_name(opts)}; if interrupted, continue it with: {sweep.resume_command(opts)}", flush=True)
     try:
         summary = sweep.run_sweep(opts, resume=args.resume, address=args.address, device=pick_device(args.device))
     except KeyboardInterrupt:
-        print(f"sweep {opts.name} interrupted; continue it with: python -m platform.sweep --resume --name {opts.name}")
+        print(f"sweep {opts.name} interrupted; continue it with: {sweep.resume_command(opts)}")
         raise
     trials_md, best_md = sweep.tables(summary, opts.search_space().params)
     print(f"\nSweep {opts.name}: trials (validation accuracy %, objective {sweep.objective_name(opts)})")

@@ -1,0 +1,122 @@
+"""`python -m platform.sweep` end to end on a local Ray instance: a sweep interrupted after its
+first report (Ctrl-C) and continued with --resume ends with exactly the requested trial runs in
+MLflow — the interrupted trial resumed from its checkpoint — and its best trial scored."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+
+from conftest import REPO
+
+TINY_SPACE = """
+sweep: {trials: 3, workers: 1, seed: 3}
+fixed:
+  dataset: digits
+  limit: 64
+  widths: [8, 16, 32]
+  dense: 32
+  gen_width: 8
+  batch_size: 16
+  augment: false
+  epochs_f: 1
+  epochs_mask: 1
+  epochs_adv: 1
+lr_f: {loguniform: [1.0e-4, 1.0e-2]}
+ascent_per_descent: {choice: [0.5, 1, 2]}
+mask_tv: {uniform: [0.0, 0.3]}
+"""
+
+
+def sweep_cmd(tmp_path, *args):
+    return [sys.executable, "-m", "platform.sweep", "--storage-path", str(tmp_path / "ray"),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "sweeps", *args]
+
+
+def trial_runs(tmp_path, name):
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sweeps")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`backdrop.sweep` = '{name}'")
+    return client, [r for r in runs if r.data.tags["backdrop.role"] == "trial"], \
+        [r for r in runs if r.data.tags["backdrop.role"] == "sweep"]
+
+
+def test_interrupted_sweep_resumes_without_duplicate_runs(tmp_path):
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(sweep_cmd(tmp_path, "--space", str(space), "--name", "tiny"), cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, deadline = [], time.time() + 240
+    for line in proc.stdout:                          # wait for the first trial's first report
+        seen.append(line)
+        if " epoch 1/3" in line or time.time() > deadline:
+            break
+    assert any(" epoch 1/3" in line for line in seen), "".join(seen) + proc.stderr.read()[-3000:]
+    proc.send_signal(signal.SIGINT)                   # Ctrl-C mid-trial
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "--resume --name tiny" in out
+    _, runs, _ = trial_runs(tmp_path, "tiny")
+    assert 1 <= len(runs) < 3
+
+    moved = subprocess.run(sweep_cmd(tmp_path, "--resume", "--experiment", "other"), cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert moved.returncode == 2 and "uses --experiment sweeps" in moved.stderr   # records stay together
+    resumed = subprocess.run(sweep_cmd(tmp_path, "--resume"), cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resuming sweep tiny" in resumed.stdout
+    assert "| stripes" in resumed.stdout and "Test-suite accuracy" in resumed.stdout
+    for stderr in (err, resumed.stderr):   # Train's placement-group cleaner found its cluster
+        assert "multiple active Ray instances" not in stderr
+
+    client, runs, parents = trial_runs(tmp_path, "tiny")
+    assert len(runs) == 3 and len({r.data.tags["backdrop.trial_id"] for r in runs}) == 3
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.params["dataset"] == "digits" and "lr_f" in run.data.params
+        # one point per epoch and none twice: the interrupted trial continued from its checkpoint
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/worst")] == [1, 2, 3]
+    best = [r for r in runs if "backdrop.best" in r.data.tags]
+    assert len(best) == 1 and "test/clock" in best[0].data.metrics
+    assert parents[0].data.tags["best_trials"] == best[0].data.tags["backdrop.trial_id"]
+    assert "model" in {a.path for a in client.list_artifacts(best[0].info.run_id)}
+
+
+def test_trial_record_fills_epochs_whose_report_was_lost(tmp_path):
+    """Stopped between a trial's checkpoint and its result, a sweep loses that report; the
+    restarted trial's next result carries the checkpoint, whose history fills the gap."""
+    import pickle
+    from types import SimpleNamespace
+
+    from backdrop.distributed import save_checkpoint
+    from backdrop.search_space import parse
+    from backdrop.sweep_tracking import MLflowSweepCallback, SweepRecorder
+
+    space = parse({"lr_f": {"loguniform": [1e-4, 1e-2]}, "fixed": {"limit": 8}}, "space.yaml")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    callback = MLflowSweepCallback(SweepRecorder(uri, "sweeps", "gap"), space.config, str(tmp_path))
+    trial = SimpleNamespace(trial_id="t1", config={"lr_f": 1e-3}, last_result={})
+    epoch = {1: {"val/worst": 0.1, "images_per_s": 10.0}, 2: {"val/worst": 0.2, "images_per_s": 11.0},
+             3: {"val/worst": 0.3, "images_per_s": 12.0}}
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, {"step": 1, **epoch[1]})
+    # epoch 2 was checkpointed but its result never arrived; the sweep restarts (Tune unpickles
+    # its callbacks) and the trial's Train run continues from that checkpoint with epoch 3.
+    checkpoint = tmp_path / "epoch_0003"
+    checkpoint.mkdir()
+    save_checkpoint(checkpoint, {}, [{"step": s, **m} for s, m in epoch.items()])
+    restarted = pickle.loads(pickle.dumps(callback))
+    restarted.on_trial_start(0, [], trial)
+    restarted.on_trial_result(0, [], trial, {"step": 3, **epoch[3], "checkpoint_path": str(checkpoint)})
+
+    client, runs, parents = trial_runs(tmp_path, "gap")
+    assert len(runs) == 1 and len(parents) == 1                       # found again, not duplicated
+    history = client.get_metric_history(runs[0].info.run_id, "val/worst")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3)]
+    assert runs[0].data.params["lr_f"] == "0.001" and runs[0].data.params["limit"] == "8"
