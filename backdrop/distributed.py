@@ -56,6 +56,9 @@ def connect(address=None, min_cpus=1):
             port = free_port()
             saved = os.environ.get("RAY_API_SERVER_ADDRESS")
             os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+            # Nothing preempts a local instance; the watcher is one more actor process to start,
+            # which on a loaded 2-core machine delays every Train run. Set it yourself to override.
+            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
             try:
                 ray.init(address="local", num_cpus=max(os.cpu_count() or 1, min_cpus),
                          include_dashboard=True, dashboard_port=port)
@@ -250,6 +253,11 @@ def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, 
     # every 2 s by default: up to 2 s lost per epoch on small data. Ray forwards this variable
     # from here to the controller; set it yourself to override.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+    # Ray gives a worker group 60 s to start, then counts a failure and starts it again. On a
+    # busy 2-core machine (CI) starting worker processes that import torch can take longer, and
+    # each retry starts from scratch, so a sweep never gets going; a cluster waiting for its
+    # autoscaler wants more time too. Ten minutes; set the variable yourself to override.
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
     return TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg, "data_dir": data_dir, "score_test": score_test,
