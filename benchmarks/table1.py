@@ -32,6 +32,8 @@ def main():
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--tracking-uri")
     p.add_argument("--out", default="reports/table1")
+    p.add_argument("--noise-curve", action="store_true",
+                   help="also score the 21-rate salt-and-pepper curve (not part of Table 1; ~3x the test suite's time)")
     a = p.parse_args()
     experiment = f"table1-{a.dataset}"
     walls = {}
@@ -42,7 +44,7 @@ def main():
             t0 = time.perf_counter()
             result = run_single(cfg, data_dir=a.data_dir, tracking_uri=a.tracking_uri, experiment=experiment,
                                 run_name=f"{method}-seed{seed}", progress=False,
-                                tags={"benchmark": "table1"})
+                                tags={"benchmark": "table1"}, with_noise=a.noise_curve)
             walls[(method, seed)] = time.perf_counter() - t0
             print(f"{method} seed {seed}: {walls[(method, seed)] / 60:.1f} min, "
                   f"test clean {100 * result['test']['clean']:.1f}, mean {100 * result['test']['mean']:.1f}, "
