@@ -114,6 +114,22 @@ def collect(client, experiments=None, tags=None) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def collect_stores(uris, experiments=None, tags=None) -> pa.Table:
+    """`collect` over several MLflow stores (runs made in parallel, each writing its own sqlite
+    file, or on other machines), as one table. Each experiment named in `experiments` must exist
+    in at least one of the stores."""
+    clients = [open_store(uri)[0] for uri in uris]
+    names = [{e.name for e in c.search_experiments()} for c in clients]
+    missing = [n for n in experiments or () if not any(n in have for have in names)]
+    if missing:
+        raise UserError(f"no MLflow experiment {', '.join(map(repr, missing))} in {len(uris)} store(s); "
+                        f"available: {', '.join(sorted(set().union(*names))) or 'none'}")
+    tables = [collect(c, [n for n in experiments if n in have] if experiments else None, tags)
+              for c, have in zip(clients, names) if not experiments or have & set(experiments)]
+    # The stores may hold different test metrics; missing columns become nulls.
+    return pa.concat_tables(tables, promote_options="default")
+
+
 # ------------------------------------------------------------------------------- summarising
 RUN_PARAMS = ("seed", "n_train", "n_val", "n_test")    # vary between a row's runs by design
 

@@ -10,8 +10,9 @@ def build_parser():
     p = Parser(prog="python -m platform.report",
                description="Collect finished runs from MLflow into runs.parquet and print Table 1-style "
                            "tables (mean ± sd over seeds) in markdown and LaTeX, with figures.")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-                                          "sqlite:///mlflow.db here)")
+    p.add_argument("--tracking-uri", action="append", metavar="URI",
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here); "
+                        "repeat it to collect from several stores (the report run is logged to the first)")
     p.add_argument("--experiment", action="append", metavar="NAME",
                    help="only runs of this experiment (repeatable; default: every experiment)")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE",
@@ -25,12 +26,15 @@ def build_parser():
 
 def main(argv=None):
     from backdrop.errors import UserError
-    from backdrop.report import REPORT_EXPERIMENT, collect, log_report, open_store, parse_tag_filters, write_report
+    from backdrop.report import REPORT_EXPERIMENT, collect_stores, log_report, open_store, parse_tag_filters, write_report
 
     args = build_parser().parse_args(argv)
     tags = parse_tag_filters(args.tag)
-    client, uri = open_store(args.tracking_uri)
-    table = collect(client, args.experiment, tags)
+    uris = args.tracking_uri or [None]
+    client, uri = open_store(uris[0])
+    table = collect_stores(uris, args.experiment, tags)
+    if len(uris) > 1:
+        uri = ", ".join(open_store(u)[1] for u in uris)
     if table.num_rows == 0:
         where = f"experiment(s) {', '.join(args.experiment)}" if args.experiment else "any experiment"
         raise UserError(f"no finished runs with test metrics in {where}"

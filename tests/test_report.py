@@ -117,6 +117,23 @@ def test_filters(store, tmp_path):
     assert pq.read_table(tmp_path / "t" / "runs.parquet").column("label").to_pylist() == ["adversarial"]
 
 
+def test_several_stores_make_one_table(store, tmp_path):
+    """Runs logged in parallel to separate sqlite files: one report, seeds averaged across stores."""
+    uri_b = f"sqlite:///{tmp_path / 'b.db'}"
+    client_b = MlflowClient(uri_b)
+    exp_b = client_b.create_experiment("exp-a", artifact_location=str(tmp_path / "artifacts"))
+    log_record(client_b, exp_b, train_record(tiny_config(method="vanilla", seed=2, limit=60)), run_name="vanilla s2")
+    out_dir = tmp_path / "out"
+    proc = report(store, "--tracking-uri", uri_b, "--experiment", "exp-a", "--out", str(out_dir), "--no-log")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(out_dir / "runs.parquet")
+    assert sorted(zip(table.column("label").to_pylist(), table.column("seed").to_pylist())) == \
+        [("adversarial", 0), ("vanilla", 0), ("vanilla", 1), ("vanilla", 2)]
+    assert cells_of((out_dir / "report.md").read_text(), "experiment exp-a, dataset digits")["vanilla"][0] == "3"
+    assert_one_line_error(report(store, "--tracking-uri", uri_b, "--experiment", "exp-b", "--experiment", "nope",
+                                 "--no-log"), "'nope'", "exp-a, exp-b")
+
+
 def test_bad_input_is_one_line(store, tmp_path):
     assert_one_line_error(report(store, "--experiment", "nope", "--no-log"), "'nope'", "exp-a")
     assert_one_line_error(report(store, "--tag", "spec=none", "--no-log"), "no finished runs")
