@@ -3,7 +3,9 @@
 Command-line entry points catch `UserError` and print it without a traceback;
 anything else is a bug and keeps its traceback.
 """
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 
 
@@ -11,14 +13,29 @@ class UserError(Exception):
     """Bad input from the user (a flag, a file, a dataset). Its message is the whole report."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler's time limit), raised like Ctrl-C so that the same clean-up
+    runs: the open MLflow run is ended as KILLED instead of being left RUNNING forever."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 @contextmanager
 def one_line_errors(prog: str):
-    """Turn a UserError (or Ctrl-C) into a one-line message and exit status 2 (130)."""
+    """Turn a UserError (or Ctrl-C, or SIGTERM) into a one-line message and exit status 2 (130, 143)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         yield
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; finished epochs and runs are kept", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"{prog}: {how}; finished epochs and runs are kept", file=sys.stderr)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    finally:
+        if main_thread and previous is not None:     # None: a handler installed outside Python
+            signal.signal(signal.SIGTERM, previous)

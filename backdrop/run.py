@@ -73,9 +73,13 @@ def run_single(cfg, *, data_dir=None, tracking_uri=None, experiment=tracking.DEF
             log_epoch(end)
             last_val.update(end.val)
 
-        algorithm = train(cfg, splits, on_epoch=on_epoch, device=device, progress=progress)
-        test, curve = final_scores(algorithm, splits, device, with_noise)
-        log_final(algorithm, splits, test, curve, cfg["method"])
+        try:
+            algorithm = train(cfg, splits, on_epoch=on_epoch, device=device, progress=progress)
+            test, curve = final_scores(algorithm, splits, device, with_noise)
+            log_final(algorithm, splits, test, curve, cfg["method"])
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")    # Ctrl-C or SIGTERM: stopped, not failed; its epochs stay logged
+            raise
         if save_to:
             save_model(algorithm, save_to)
     return {"run_id": run.info.run_id, "test": test, "noise": curve, "val": last_val}

@@ -1,7 +1,12 @@
 """`python -m platform.train`: one run end to end into a real MLflow store, the model API, and
 one-line errors for bad input."""
 import gzip
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import mlflow
 import pytest
@@ -11,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from backdrop.api import load_model
 from backdrop.data import load_dataset
 from backdrop.errors import UserError
-from conftest import SHARED_DATA, assert_one_line_error, run_cli
+from conftest import REPO, SHARED_DATA, assert_one_line_error, run_cli
 
 TINY = ["--widths", "8,16,32", "--dense", "32", "--gen-width", "8", "--epochs-f", "2", "--epochs-mask", "1",
         "--epochs-adv", "1", "--augment", "false", "--quiet"]
@@ -47,6 +52,34 @@ def test_train_run_is_logged_to_mlflow(tmp_path, tracking_uri):
     assert model.score(test.x, test.y) == pytest.approx(run.data.metrics["test/clean"])
     assert model(test.x[:5]).shape == (5, 10)
     assert torch.equal(load_model(tmp_path / "m.pt")(test.x[:5]), model(test.x[:5]))
+
+
+def test_sigterm_ends_the_run_as_killed_and_keeps_its_epochs(tracking_uri):
+    """`kill` (or a scheduler's time limit) mid-run: one line, exit 143, the MLflow run KILLED
+    (not left RUNNING) with the epochs it finished."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen([sys.executable, "-m", "platform.train", "--method", "vanilla", "--tracking-uri",
+                             tracking_uri, "--experiment", "t", *TINY, "--epochs-f", "500"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client, history = MlflowClient(tracking_uri), []
+    deadline = time.time() + 240
+    while not history and time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        try:            # the child creates the store: it may not exist, or be half made, yet
+            exp = client.get_experiment_by_name("t") if os.path.exists(tracking_uri[len("sqlite:///"):]) else None
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            history = client.get_metric_history(runs[0].info.run_id, "val/worst") if runs else []
+        except Exception:
+            continue
+    assert history, "no epoch was logged within 240 s"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "platform.train: terminated; finished epochs and runs are kept"
+    [run] = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run.info.run_id, "val/worst")) >= len(history)
 
 
 def test_model_api_rejects_bad_batches(tmp_path):
