@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from . import masks as M
 from .errors import UserError
 from .models import AGCNN, BackgroundGenerator, Classifier, UNet
+from .shards import map_in_shards
 
 ALGORITHMS = {}
 
@@ -262,11 +263,13 @@ class Adversarial(Algorithm):
             self.make_bank()
         if phase == "adversarial" and self.cfg["mask"] == "unet":
             # f_m is frozen in this phase: compute every image's mask once, on the un-augmented
-            # image; the loop then transforms each mask together with its image.
+            # image; the loop then transforms each mask together with its image. Under DDP every
+            # rank needs every mask (batches are reshuffled each epoch), so the ranks split the
+            # work and swap results.
             self.f_m.eval()
-            out = [self.mask_of(chunk) for chunk in train_x.split(1024)]
+            masks = map_in_shards(self.mask_of, train_x)
             self.f_m.train()
-            return torch.cat(out)
+            return masks
         return None
 
     # ---- one function per phase ----
