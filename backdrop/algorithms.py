@@ -4,6 +4,7 @@
 A batch is a dict: `x` (N×C×H×W in [0, 1], already augmented), `y` (labels) and, where the phase
 asked for per-image masks in `begin_phase`, `m` (the masks, augmented with the same geometry).
 """
+import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -140,6 +141,8 @@ class Vanilla(Algorithm):
 
     @torch.no_grad()
     def predict(self, x):
+        if self.cfg["f_average"] > 0 and self.f_avg_updates > 0:
+            return self.f_avg(x)
         return self.f(x)
 
 
@@ -165,6 +168,8 @@ class Attention(Algorithm):
 
     @torch.no_grad()
     def predict(self, x):
+        if self.cfg["f_average"] > 0 and self.f_avg_updates > 0:
+            return self.f_avg(x)
         return self.f(x)[1]
 
 
@@ -191,6 +196,10 @@ class Adversarial(Algorithm):
         self.ascent_credit = 0.0
         self.bank = None
         self.noise = torch.Generator().manual_seed(cfg["seed"] + 1)
+        if cfg["f_average"] > 0:
+            # A submodule and a buffer, so checkpoints carry the average and a resumed run goes on.
+            self.f_avg = copy.deepcopy(self.f).requires_grad_(False)
+            self.register_buffer("f_avg_updates", torch.zeros((), dtype=torch.long))
 
     def phases(self):
         c = self.cfg
@@ -221,6 +230,28 @@ class Adversarial(Algorithm):
         if not self.cfg["white_penalty"] or b.shape[1] != 1:
             return b.new_zeros(())
         return torch.relu(b.mean() - 0.5)
+
+    def composite(self, x, m, b):
+        """x̃ = m̂⊙x + (1−m̂)⊙b̂, with the first `black_fraction` of the batch on black instead
+        (batches are random permutations, so the first rows are a random subset)."""
+        k = round(len(x) * self.cfg["black_fraction"])
+        if k:
+            b = torch.cat([torch.zeros_like(b[:k]), b[k:]])
+        return M.composite(x, m, b)
+
+    @torch.no_grad()
+    def update_average(self):
+        """After each descent step of f in the game: the average of f's recent weights. The
+        game's iterates oscillate (val accuracy moves by points from epoch to epoch); averaged
+        iterates are the classic remedy for min-max games."""
+        if self.cfg["f_average"] <= 0:
+            return
+        d = self.cfg["f_average"] if self.f_avg_updates > 0 else 0.0   # the first update copies f
+        for a, p in zip(self.f_avg.parameters(), self.f.parameters()):
+            a.lerp_(p, 1.0 - d)
+        for a, p in zip(self.f_avg.buffers(), self.f.buffers()):
+            a.copy_(p)
+        self.f_avg_updates += 1
 
     def backgrounds(self, n, device, generator_live=True):
         mode = self.cfg["background"]
@@ -317,19 +348,21 @@ class Adversarial(Algorithm):
         if adversary and k == 1 and self.cfg["ascent_per_descent"] == 1.0:
             # Fused: one forward/backward; the reversal layer turns f's descent into f_b's ascent.
             b = self.backgrounds(len(x), x.device)
-            ce = F.cross_entropy(self.live("f")(M.composite(x, m, GradReverse.apply(b))), y)
+            ce = F.cross_entropy(self.live("f")(self.composite(x, m, GradReverse.apply(b))), y)
             white = self.white_penalty(b)
             total = ce + white + (self.mask_penalty(soft) if with_mask_loss else 0)
             total.backward()
             self.step(*descend, "f_b")
+            self.update_average()
             losses.update(loss_f=ce.item(), loss_b=-ce.item() + white.item())
         else:
             with torch.no_grad():
                 b = self.backgrounds(len(x), x.device, generator_live=False)
-            ce = F.cross_entropy(self.live("f")(M.composite(x, m, b)), y)
+            ce = F.cross_entropy(self.live("f")(self.composite(x, m, b)), y)
             total = ce + (self.mask_penalty(soft) if with_mask_loss else 0)
             total.backward()
             self.step(*descend)
+            self.update_average()
             losses["loss_f"] = ce.item()
             for _ in range(k):
                 losses["loss_b"] = self.ascend(x, y, m.detach())
@@ -342,7 +375,7 @@ class Adversarial(Algorithm):
         self.optimizers["f_b"].zero_grad(set_to_none=True)
         b = self.backgrounds(len(x), x.device)
         with frozen(self.f):
-            ce = F.cross_entropy(self.f(M.composite(x, m, b)), y)
+            ce = F.cross_entropy(self.f(self.composite(x, m, b)), y)
         loss = -ce + self.white_penalty(b)
         loss.backward()
         self.step("f_b")
@@ -350,4 +383,6 @@ class Adversarial(Algorithm):
 
     @torch.no_grad()
     def predict(self, x):
+        if self.cfg["f_average"] > 0 and self.f_avg_updates > 0:
+            return self.f_avg(x)
         return self.f(x)

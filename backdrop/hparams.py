@@ -48,6 +48,10 @@ HPARAMS = {
                                  low=0.0, high=16.0),
     "background": HParam("adv", "phase-3 backgrounds", ("adv", "black", "noise", "real", "fixed")),
     "fixed_bank_size": HParam(256, "backgrounds in the fixed bank (background=fixed)", low=1),
+    "black_fraction": HParam(0.0, "fraction of each phase-3 batch composited on black (x*m alone): "
+                                  "a sigmoid generator never paints pure black", low=0.0, high=1.0),
+    "f_average": HParam(0.0, "decay of an exponential moving average of f's weights over the game "
+                             "(0 = off); predict uses the average once the game has begun", low=0.0, high=0.9999),
     "white_penalty": HParam(True, "penalise relu(mean(b) - 0.5) so f_b cannot win by painting white"),
     "noise_dim": HParam(1, "channels of each tile's 4x4 noise map (1 = the paper's 16 values)", low=1, high=64),
     "tiles": HParam(2, "tiles per side of a generated background", low=1, high=8),

@@ -172,3 +172,33 @@ def test_attention_crops_the_hot_region():
     # Equal but for the outermost ring, where grid_sample blends in the pixel just outside the box.
     assert torch.allclose(crops[:1, :, 1:-1, 1:-1], expect[:, :, 1:-1, 1:-1], atol=1e-5)
     assert torch.allclose(crops[1], x[1], atol=1e-5)
+
+
+def test_black_fraction_puts_that_share_of_the_batch_on_black():
+    cfg = tiny_config(black_fraction=0.25)
+    alg = Adversarial(cfg)
+    x, m, b = torch.rand(8, 1, 32, 32), (torch.rand(8, 1, 32, 32) > 0.5).float(), torch.rand(8, 1, 32, 32)
+    out = alg.composite(x, m, b)
+    assert torch.equal(out[:2], x[:2] * m[:2])                 # 2 of 8 on black: x * m alone
+    assert torch.equal(out[2:], M.composite(x[2:], m[2:], b[2:]))
+
+
+def test_averaged_f_follows_f_and_survives_a_checkpoint():
+    """predict uses the running average of f's weights once the game has begun; the average is
+    part of the state a checkpoint saves, so a resumed run continues it instead of restarting."""
+    from backdrop.train import checkpoint_state, Position, restore
+    cfg = tiny_config(method="adversarial", mask="heuristic", epochs_f=1, epochs_adv=1, limit=256,
+                      f_average=0.9)
+    from backdrop.data import load_dataset
+    small = load_dataset("digits", limit=256)
+    alg = train(cfg, small)
+    steps = 256 // 32
+    assert int(alg.f_avg_updates) == steps
+    diffs = [(a - p).abs().max().item() for a, p in zip(alg.f_avg.parameters(), alg.f.parameters())]
+    assert max(diffs) > 0                                       # an average, not a copy of f
+    x = small.val.x[:16]
+    assert torch.equal(alg.predict(x), alg.f_avg(x))
+    fresh = Adversarial(cfg)
+    assert not torch.equal(fresh.predict(x), alg.predict(x))
+    restore(fresh, checkpoint_state(alg, Position(1, 1, 2)))
+    assert int(fresh.f_avg_updates) == steps and torch.equal(fresh.predict(x), alg.predict(x))
