@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from . import figures, tracking
 from .backgrounds import TEST_FAMILIES
 from .errors import UserError
-from .results import PAPER_TABLE1, TEST_COLUMNS, latex_table, markdown_table, table1_rows
+from .results import PAPER_TABLE1, TEST_COLUMNS, VAL_COLUMNS, latex_table, markdown_table, table1_rows
 
 REPORT_EXPERIMENT = "backdrop-reports"
 NOISE_KEY = "noise/accuracy"
@@ -89,6 +89,8 @@ def collect(client, experiments=None, tags=None) -> pa.Table:
         if exps else []
     test_keys = sorted({k for r in runs for k in r.data.metrics if k.startswith("test/")},
                        key=lambda k: (TEST_COLUMNS.index(k[5:]) if k[5:] in TEST_COLUMNS else len(TEST_COLUMNS), k))
+    # The final epoch's validation metrics: what model selection may compare (never test/*).
+    val_keys = [f"val/{c}" for c in VAL_COLUMNS if any(f"val/{c}" in r.data.metrics for r in runs)]
     rows = []
     for r in runs:
         history = sorted(client.get_metric_history(r.info.run_id, NOISE_KEY), key=lambda m: m.step)
@@ -99,7 +101,7 @@ def collect(client, experiments=None, tags=None) -> pa.Table:
             "dataset": t.get("dataset") or p.get("dataset"), "seed": _int_or_none(p.get("seed")),
             "git_commit": t.get("git_commit"), "parent_run_id": t.get("mlflow.parentRunId"),
             "start_time": r.info.start_time,
-            **{k: r.data.metrics.get(k) for k in test_keys},
+            **{k: r.data.metrics.get(k) for k in test_keys + val_keys},
             "noise_curve": [{"rate": m.step / 100, "accuracy": m.value} for m in history],
             "tags": sorted(t.items()), "params": sorted(p.items()),
         })
@@ -107,7 +109,7 @@ def collect(client, experiments=None, tags=None) -> pa.Table:
         ("run_id", pa.string()), ("run_name", pa.string()), ("experiment", pa.string()), ("label", pa.string()),
         ("method", pa.string()), ("dataset", pa.string()), ("seed", pa.int64()), ("git_commit", pa.string()),
         ("parent_run_id", pa.string()), ("start_time", pa.timestamp("ms")),
-        *[(k, pa.float64()) for k in test_keys],
+        *[(k, pa.float64()) for k in test_keys + val_keys],
         ("noise_curve", NOISE_TYPE),
         ("tags", pa.map_(pa.string(), pa.string())), ("params", pa.map_(pa.string(), pa.string())),
     ])
@@ -202,6 +204,11 @@ def write_report(table: pa.Table, out_dir, header_note=""):
                 else f"{over}; the poster's numbers are for MNIST and are not shown here")
         md.append(f"## {title}\n\n{markdown_table(header, rows)}\n\n{note}\n")
         tex.append(latex_table(header, rows, caption=f"Test accuracy (%), {title}; {note}."))
+        if any(r.get("val/worst") is not None for rs in groups.values() for r in rs):
+            header, rows = table1_rows(groups, split="val")
+            md.append(f"### Validation accuracy (%), {title}\n\n{markdown_table(header, rows)}\n\n"
+                      "the final epoch on the validation split, clean and over the validation background "
+                      "families: the numbers model selection may compare (the test columns above may not)\n")
         slug = _slug(f"{experiment}_{dataset}")
         bars = {lab: {c: sum(r[f"test/{c}"] for r in rs) / len(rs) for c in ("clean", *TEST_FAMILIES)
                       if all(r.get(f"test/{c}") is not None for r in rs)} for lab, rs in groups.items()}

@@ -1,5 +1,5 @@
 """The results collector's printing side: plain-text / markdown tables of accuracies."""
-from .backgrounds import TEST_FAMILIES
+from .backgrounds import TEST_FAMILIES, VAL_FAMILIES
 
 TEST_COLUMNS = ("clean", *TEST_FAMILIES, "mean", "worst", "bg_gap")
 
@@ -84,6 +84,7 @@ def latex_table(header, rows, caption=""):
 
 
 TABLE1_COLUMNS = ("clean", *TEST_FAMILIES, "mean", "worst")
+VAL_COLUMNS = ("clean", *VAL_FAMILIES, "mean", "worst")
 
 
 def paper_row(method):
@@ -93,17 +94,20 @@ def paper_row(method):
     return {**row, "mean": sum(bg) / len(bg), "worst": min(bg)}
 
 
-def table1_rows(groups, with_paper=False):
+def table1_rows(groups, with_paper=False, split="test"):
     """Table 1's layout: one row per label (method or ablation spec), cells mean ± sd over its runs.
 
-    groups: {label: [rows with 'test/<column>' accuracies in [0, 1]]}. With `with_paper`, each
-    label that the poster reports is followed by the poster's row, so the two read side by side."""
-    header = ["method", "n", *TABLE1_COLUMNS]
+    groups: {label: [rows with '<split>/<column>' accuracies in [0, 1]]}. With `with_paper`, each
+    label that the poster reports is followed by the poster's row, so the two read side by side.
+    split="val" gives the same layout over the validation split's background families: the
+    numbers model selection may look at."""
+    columns = TABLE1_COLUMNS if split == "test" else VAL_COLUMNS
+    header = ["method", "n", *columns]
     rows = []
     for label, runs in groups.items():
         rows.append([label, str(len(runs)),
-                     *(mean_sd_cell([r[f"test/{c}"] for r in runs if r.get(f"test/{c}") is not None])
-                       for c in TABLE1_COLUMNS)])
+                     *(mean_sd_cell([r[f"{split}/{c}"] for r in runs if r.get(f"{split}/{c}") is not None])
+                       for c in columns)])
         if with_paper and label in PAPER_TABLE1:
             paper = paper_row(label)
             rows.append([f"{label} (poster)", "-", *(f"{paper[c]:.1f}" for c in TABLE1_COLUMNS)])

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from backdrop.backgrounds import NOISE_RATES
 from backdrop.remote import log_record, train_record
 from backdrop.report import REPORT_EXPERIMENT, sections
-from backdrop.results import PAPER_TABLE1, TABLE1_COLUMNS, table1_rows
+from backdrop.results import PAPER_TABLE1, TABLE1_COLUMNS, VAL_COLUMNS, table1_rows
 from conftest import assert_one_line_error, run_cli, tiny_config
 
 
@@ -44,8 +44,8 @@ def report(store, *args):
 
 
 def cells_of(markdown, section):
-    """{row label: [cells]} of the table under the '## ...section' heading."""
-    block = markdown.split(f"## {section}")[1].split("\n## ")[0]
+    """{row label: [cells]} of the table under the '## ...section' heading (up to the next heading)."""
+    block = markdown.split(f"## {section}")[1].split("\n#")[0]
     rows = {}
     for line in block.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -95,6 +95,15 @@ def test_report_values_equal_the_logged_metrics(store, tmp_path):
                 else:
                     assert len(printed) == 1
     assert "(poster)" not in md                      # the poster's numbers are MNIST only
+
+    # Under each table, the same layout over the final epoch's validation metrics (model selection's).
+    cells = cells_of(md, "Validation accuracy (%), experiment exp-a, dataset digits")
+    assert set(cells) == {"vanilla", "adversarial"}
+    [adv] = [r for r in rows.values() if r["experiment"] == "exp-a" and r["label"] == "adversarial"]
+    logged = client.get_run(adv["run_id"]).data.metrics
+    for col, cell in zip(VAL_COLUMNS, cells["adversarial"][1:]):
+        assert adv[f"val/{col}"] == logged[f"val/{col}"]
+        assert abs(float(cell) - 100 * logged[f"val/{col}"]) <= 0.05 + 1e-9, (col, cell)
 
     tex = (out_dir / "report.tex").read_text()
     assert tex.count(r"\begin{tabular}") == 2 and r"$\pm$" in tex and tex in proc.stdout
