@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from . import figures, tracking
 from .backgrounds import TEST_FAMILIES
 from .errors import UserError
+from .hparams import HPARAMS
 from .results import PAPER_TABLE1, TEST_COLUMNS, VAL_COLUMNS, latex_table, markdown_table, table1_rows
 
 REPORT_EXPERIMENT = "backdrop-reports"
@@ -137,7 +138,12 @@ RUN_PARAMS = ("seed", "n_train", "n_val", "n_test")    # vary between a row's ru
 
 
 def _config(row):
-    return tuple(sorted((k, v) for k, v in row["params"] if k not in RUN_PARAMS))
+    """A run's config for grouping. A knob added to the registry after a run was made is missing
+    from that run's params; it ran with the knob's default (new knobs default to the old
+    behaviour), so the default fills in and old and new runs of one config share a row."""
+    params = {k: str(p.default) for k, p in HPARAMS.items()}
+    params.update(row["params"])
+    return tuple(sorted((k, v) for k, v in params.items() if k not in RUN_PARAMS))
 
 
 def _table1_order(label):

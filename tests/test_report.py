@@ -172,6 +172,13 @@ def test_runs_of_different_configs_are_not_averaged():
     groups = sections(table)[("e", "digits")]
     assert {k: len(v) for k, v in groups.items()} == {"adversarial [epochs_f=5]": 2, "adversarial [epochs_f=1]": 1}
     assert {k: len(v) for k, v in sections(table.slice(0, 2))[("e", "digits")].items()} == {"adversarial": 2}
+    # a run made before a knob existed has no param for it: it ran with the default, same config
+    newer = {**row(2, 5), "params": row(2, 5)["params"] + [("black_fraction", "0.0")]}
+    older_and_newer = pa.Table.from_pylist([row(0, 5), row(1, 5), newer])
+    assert {k: len(v) for k, v in sections(older_and_newer)[("e", "digits")].items()} == {"adversarial": 3}
+    other = {**row(2, 5), "params": row(2, 5)["params"] + [("black_fraction", "0.25")]}
+    split = sections(pa.Table.from_pylist([row(0, 5), other]))[("e", "digits")]
+    assert set(split) == {"adversarial [black_fraction=0.0]", "adversarial [black_fraction=0.25]"}
     # the same seed run again (another commit): the newest run counts, n stays the number of seeds
     again = pa.Table.from_pylist([row(0, 5, start=1), row(1, 5, start=2), row(0, 5, start=3)])
     [runs] = sections(again)[("e", "digits")].values()
