@@ -141,8 +141,6 @@ class Vanilla(Algorithm):
 
     @torch.no_grad()
     def predict(self, x):
-        if self.cfg["f_average"] > 0 and self.f_avg_updates > 0:
-            return self.f_avg(x)
         return self.f(x)
 
 
@@ -168,8 +166,6 @@ class Attention(Algorithm):
 
     @torch.no_grad()
     def predict(self, x):
-        if self.cfg["f_average"] > 0 and self.f_avg_updates > 0:
-            return self.f_avg(x)
         return self.f(x)[1]
 
 
