@@ -11,6 +11,13 @@ import torch
 import torch.nn.functional as F
 
 
+def uniform(shape, generator, device):
+    """U[0, 1) draws from `generator` where it lives (a CPU generator cannot feed a CUDA op),
+    then moved to `device`: the same random stream whether training runs on CPU or GPU."""
+    where = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=where).to(device)
+
+
 @dataclass(frozen=True)
 class Augment:
     rotation_deg: float = 15.0
@@ -20,7 +27,7 @@ class Augment:
 
     def affine(self, n, generator=None, device=None):
         """N × 2 × 3 affine matrices in the normalised coordinates of `affine_grid`."""
-        u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+        u = lambda lo, hi: lo + (hi - lo) * uniform(n, generator, device)
         a = u(-1, 1) * math.radians(self.rotation_deg)
         s = u(-self.shear, self.shear)
         tx, ty = u(-1, 1) * 2 * self.shift, u(-1, 1) * 2 * self.shift  # [-1,1] spans the image: 2 units
@@ -39,7 +46,7 @@ class Augment:
         grid = F.affine_grid(theta, stacked.shape, align_corners=False)
         out = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         lo, hi = self.brightness
-        gain = lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=generator, device=x.device)
+        gain = lo + (hi - lo) * uniform((n, 1, 1, 1), generator, x.device)
         c = x.shape[1]
         parts = [(out[:, :c] * gain).clamp(0, 1)]
         i = c

@@ -1,0 +1,30 @@
+"""The single-process path on a CUDA GPU. CI has no GPU, so these skip there; they run on a lent
+GPU machine (docs/BENCHMARKS.md says when they last did). The data stay on the CPU and every
+random draw comes from a CPU generator, so a GPU run sees the same batches, augmentations and
+noise as a CPU run of the same seed."""
+import pytest
+import torch
+
+from backdrop.augment import Augment
+from backdrop.run import run_single
+from conftest import tiny_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
+
+
+def test_augmentation_on_the_gpu_draws_the_cpu_stream():
+    x, m = torch.rand(8, 1, 28, 28), (torch.rand(8, 1, 28, 28) > 0.5).float()
+    on_cpu = Augment()(x, m, generator=torch.Generator().manual_seed(3))
+    on_gpu = Augment()(x.cuda(), m.cuda(), generator=torch.Generator().manual_seed(3))
+    for a, b in zip(on_cpu, on_gpu):
+        assert b.is_cuda and torch.allclose(a, b.cpu(), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["vanilla", "attention", "adversarial"])
+def test_each_method_trains_and_scores_on_the_gpu(method, tracking_uri):
+    # augmentation on (tiny_config turns it off), and the adopted Table 1 stabilisers
+    cfg = tiny_config(method=method, limit=256, augment=True, f_average=0.9, black_fraction=0.25)
+    out = run_single(cfg, tracking_uri=tracking_uri, experiment="gpu", device="cuda", progress=False,
+                     with_noise=False)
+    assert set(out["test"]) >= {"clean", "worst"} and 0 <= out["test"]["worst"] <= 1
+    assert out["val"]
