@@ -83,6 +83,13 @@ def storage_uri(path=None):
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
+def backend_for(gpus_per_worker):
+    """The process group's backend: NCCL when each worker has a GPU of its own, gloo on CPU or
+    when workers share a GPU (NCCL refuses two ranks on one device; gloo all-reduces CUDA
+    tensors through the host)."""
+    return "nccl" if gpus_per_worker >= 1 else "gloo"
+
+
 def scaling(workers, gpus_per_worker=0.0, cpus_per_worker=1):
     """CPUs per worker (Ray sets each worker's torch threads to match); a GPU (or a fraction)
     per worker when asked."""
@@ -247,7 +254,7 @@ def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, 
     """A TorchTrainer for one training run. The same (storage_path, name) resumes that run.
     `extra`: constant entries added to every report (e.g. the Tune trial's node)."""
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     # A worker's report waits until the controller collects the previous one, which it polls for
     # every 2 s by default: up to 2 s lost per epoch on small data. Ray forwards this variable
@@ -262,6 +269,7 @@ def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, 
         worker_loop,
         train_loop_config={"cfg": cfg, "data_dir": data_dir, "score_test": score_test,
                            "fail_at_step": fail_at_step, "extra": extra or {}},
+        torch_config=TorchConfig(backend=backend_for(gpus_per_worker)),
         scaling_config=scaling(workers, gpus_per_worker, cpus_per_worker),
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_uri(storage_path), callbacks=list(callbacks),
@@ -320,7 +328,7 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
         raise UserError(f"--workers must be at least 1, got {workers}")
     splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)  # fail fast
     connect(address, min_cpus=workers)
-    gpus = gpus_for(device, workers)
+    gpus = gpus_for(device, workers, can_grow=bool(address or os.environ.get("RAY_ADDRESS")))
     uri = tracking.setup(tracking_uri, experiment)
     tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(),
             "backdrop.workers": str(workers), "backdrop.launcher": "ray-train"}
@@ -340,14 +348,22 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
     return {"run_id": run.info.run_id, "test": test, "noise": curve, "val": val}
 
 
-def gpus_for(device, workers):
-    """GPUs per worker for --device: cuda = 1, cpu = 0, auto = 1 when the cluster has enough."""
-    import ray
+def gpus_for(device, workers, have=None, can_grow=True):
+    """GPUs per worker for --device, given the cluster's `have` GPUs: cpu = 0; auto = 1 when the
+    cluster has one per worker, else 0; cuda = 1, or a share of each GPU when the cluster has
+    some but fewer than the workers (two workers on a one-GPU machine get half each). A cluster
+    with none gets 1 per worker, which its autoscaler may provide; a local instance (`can_grow`
+    false) with none is an error, not a wait for GPUs that never come."""
+    if device not in ("cpu", "auto") and not device.startswith("cuda"):
+        raise UserError(f"--device must be cpu, cuda or auto, got {device!r}")
     if device == "cpu":
         return 0.0
-    have = ray.cluster_resources().get("GPU", 0)
+    if have is None:
+        import ray
+        have = ray.cluster_resources().get("GPU", 0)
     if device == "auto":
         return 1.0 if have >= workers else 0.0
-    if device.startswith("cuda"):
-        return 1.0
-    raise UserError(f"--device must be cpu, cuda or auto, got {device!r}")
+    if not have and not can_grow:
+        raise UserError("--device cuda: Ray sees no GPU on this machine; use --device cpu or auto, "
+                        "or join a cluster with GPUs ($RAY_ADDRESS)")
+    return 1.0 if have >= workers or not have else have / workers

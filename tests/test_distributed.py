@@ -8,6 +8,7 @@ import mlflow
 import pytest
 import ray
 import ray.cloudpickle
+import torch
 from ray.train import UserCallback
 
 from backdrop import distributed
@@ -101,3 +102,47 @@ def test_run_distributed_records_mlflow(tmp_path, tracking_uri):
     assert len(client.get_metric_history(out["run_id"], "noise/accuracy")) == len(out["noise"])
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
     assert {"model", "test_backgrounds.png", "noise_curve.png", "masks.png"} <= artifacts
+
+
+def test_gpus_shared_when_fewer_than_workers_and_gloo_then():
+    assert distributed.gpus_for("cpu", 2, have=4) == 0.0
+    assert distributed.gpus_for("auto", 2, have=1) == 0.0      # auto never packs: CPU instead
+    assert distributed.gpus_for("auto", 2, have=2) == 1.0
+    assert distributed.gpus_for("cuda", 2, have=4) == 1.0
+    assert distributed.gpus_for("cuda", 2, have=1) == 0.5      # one GPU, two workers: half each
+    assert distributed.gpus_for("cuda", 4, have=0) == 1.0      # none yet: an autoscaler may add them
+    assert distributed.backend_for(1.0) == "nccl"
+    assert distributed.backend_for(0.5) == "gloo"               # NCCL refuses two ranks on one GPU
+    assert distributed.backend_for(0.0) == "gloo"
+    with pytest.raises(distributed.UserError, match="--device must be cpu, cuda or auto"):
+        distributed.gpus_for("tpu", 2, have=0)
+    with pytest.raises(distributed.UserError, match="Ray sees no GPU"):   # a local instance never grows
+        distributed.gpus_for("cuda", 2, have=0, can_grow=False)
+
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
+
+
+@needs_gpu
+def test_ddp_workers_sharing_one_gpu_keep_identical_weights(tmp_path):
+    # Two ranks on one GPU: NCCL would refuse them, so make_trainer picks gloo for the share.
+    cfg = tiny_config(limit=96, batch_size=16, augment=True, schedule="end_to_end", epochs_adv=2)
+    log = tmp_path / "reports.jsonl"
+    distributed.make_trainer(cfg, workers=2, name="ddp-gpu", storage_path=str(tmp_path / "ray"),
+                             gpus_per_worker=0.5, callbacks=[Recorder(log)], max_failures=0).fit()
+    entries = read(log)
+    assert [e["reports"][0]["step"] for e in entries] == [1, 2, 3]
+    for e in entries:
+        rank0, rank1 = e["reports"]
+        assert rank0["weights_sha"] == rank1["weights_sha"], e
+
+
+@needs_gpu
+def test_run_distributed_on_cuda_shares_the_gpu(tmp_path, tracking_uri):
+    have = ray.cluster_resources().get("GPU", 0)
+    out = distributed.run_distributed(tiny_config(limit=64, batch_size=16, augment=True), workers=2,
+                                      tracking_uri=tracking_uri, experiment="dist-gpu", device="cuda",
+                                      storage_path=str(tmp_path / "ray"))
+    assert 0 <= out["test"]["worst"] <= 1
+    assert mlflow.MlflowClient(tracking_uri).get_run(out["run_id"]).info.status == "FINISHED"
+    assert distributed.gpus_for("cuda", 2, have=have) == min(1.0, have / 2)
