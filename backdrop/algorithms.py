@@ -190,7 +190,7 @@ class Adversarial(Algorithm):
         if cfg["background"] == "adv":
             self.add_optimizer("f_b", cfg["lr_b"])
         self.ascent_credit = 0.0
-        self.bank = None
+        self.bank = self.textures = None
         self.noise = torch.Generator().manual_seed(cfg["seed"] + 1)
         if cfg["f_average"] > 0:
             # A submodule and a buffer, so checkpoints carry the average and a resumed run goes on.
@@ -228,11 +228,16 @@ class Adversarial(Algorithm):
         return torch.relu(b.mean() - 0.5)
 
     def composite(self, x, m, b):
-        """x̃ = m̂⊙x + (1−m̂)⊙b̂, with the first `black_fraction` of the batch on black instead
-        (batches are random permutations, so the first rows are a random subset)."""
-        k = round(len(x) * self.cfg["black_fraction"])
-        if k:
-            b = torch.cat([torch.zeros_like(b[:k]), b[k:]])
+        """x̃ = m̂⊙x + (1−m̂)⊙b̂, with the first `black_fraction` of the batch on black and the
+        next `real_fraction` on crops of real photographs instead (batches are random
+        permutations, so these rows are a random subset)."""
+        k_black = round(len(x) * self.cfg["black_fraction"])
+        k_real = round(len(x) * self.cfg["real_fraction"])
+        if k_black or k_real:
+            parts = [torch.zeros_like(b[:k_black])]
+            if k_real:
+                parts.append(self.textures.sample(k_real, self.noise).to(b.device, b.dtype))
+            b = torch.cat(parts + [b[k_black + k_real:]])
         return M.composite(x, m, b)
 
     @torch.no_grad()
@@ -260,15 +265,15 @@ class Adversarial(Algorithm):
         if mode == "noise":
             return torch.rand(shape, generator=self.noise).to(device)
         if mode == "real":
-            return self.bank.sample(n, self.noise).to(device)
+            return self.textures.sample(n, self.noise).to(device)
         return self.bank[torch.randint(len(self.bank), (n,), generator=self.noise)].to(device)  # fixed
 
     def make_bank(self):
         mode = self.cfg["background"]
-        if mode == "real":
+        if mode == "real" or self.cfg["real_fraction"] > 0:
             from .backgrounds import TextureBank
-            self.bank = TextureBank(self.size, self.in_channels, seed=self.cfg["seed"])
-        elif mode == "fixed":
+            self.textures = TextureBank(self.size, self.in_channels, seed=self.cfg["seed"])
+        if mode == "fixed":
             # Never updated: smooth random noise at several scales, drawn once from the seed.
             g = torch.Generator().manual_seed(self.cfg["seed"] + 2)
             k = self.cfg["fixed_bank_size"]
@@ -286,7 +291,7 @@ class Adversarial(Algorithm):
         return k
 
     def begin_phase(self, phase, train_x):
-        if phase in ("adversarial", "end_to_end") and self.bank is None:
+        if phase in ("adversarial", "end_to_end") and self.bank is None and self.textures is None:
             self.make_bank()
         if phase == "adversarial" and self.cfg["mask"] == "unet":
             # f_m is frozen in this phase: compute every image's mask once, on the un-augmented

@@ -50,6 +50,8 @@ HPARAMS = {
     "fixed_bank_size": HParam(256, "backgrounds in the fixed bank (background=fixed)", low=1),
     "black_fraction": HParam(0.0, "fraction of each phase-3 batch composited on black (x*m alone): "
                                   "a sigmoid generator never paints pure black", low=0.0, high=1.0),
+    "real_fraction": HParam(0.0, "fraction of each phase-3 batch composited on crops of real photographs "
+                                 "(after the black share; the rest is the generator's)", low=0.0, high=1.0),
     "f_average": HParam(0.0, "decay of an exponential moving average of f's weights over the game "
                              "(0 = off); predict uses the average once the game has begun", low=0.0, high=0.9999),
     "white_penalty": HParam(True, "penalise relu(mean(b) - 0.5) so f_b cannot win by painting white"),
@@ -107,6 +109,9 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
     if cfg["tiles"] not in (1, 2, 4, 8):
         # A 32-px background splits into tiles of 4·2^k px (the generator doubles a 4×4 noise map).
         raise UserError(f"{where}: 'tiles' must be 1, 2, 4 or 8, got {cfg['tiles']}")
+    if cfg["black_fraction"] + cfg["real_fraction"] > 1:
+        raise UserError(f"{where}: 'black_fraction' + 'real_fraction' = "
+                        f"{cfg['black_fraction'] + cfg['real_fraction']:g} is more than the whole batch (1)")
     return cfg
 
 

@@ -8,6 +8,7 @@ from skimage.filters import threshold_otsu
 from backdrop import masks as M
 from backdrop.algorithms import ALGORITHMS, Adversarial, GradReverse
 from backdrop.augment import Augment
+from backdrop.errors import UserError
 from backdrop.evaluate import accuracy
 from backdrop.models import AGCNN, BackgroundGenerator, Classifier, UNet
 from backdrop.train import train
@@ -181,6 +182,27 @@ def test_black_fraction_puts_that_share_of_the_batch_on_black():
     out = alg.composite(x, m, b)
     assert torch.equal(out[:2], x[:2] * m[:2])                 # 2 of 8 on black: x * m alone
     assert torch.equal(out[2:], M.composite(x[2:], m[2:], b[2:]))
+
+
+def test_real_fraction_puts_the_next_share_of_the_batch_on_photographs():
+    cfg = tiny_config(black_fraction=0.25, real_fraction=0.5)
+    alg = Adversarial(cfg)
+    alg.make_bank()
+    x, m, b = torch.rand(8, 1, 32, 32), (torch.rand(8, 1, 32, 32) > 0.5).float(), torch.rand(8, 1, 32, 32)
+    replay = torch.Generator()
+    replay.set_state(alg.noise.get_state())
+    out = alg.composite(x, m, b)
+    photos = alg.textures.sample(4, replay)                     # the crops composite drew
+    assert torch.equal(out[:2], x[:2] * m[:2])                  # 2 of 8 on black
+    assert torch.equal(out[2:6], M.composite(x[2:6], m[2:6], photos))   # the next 4 on photographs
+    assert torch.equal(out[6:], M.composite(x[6:], m[6:], b[6:]))       # the last 2 on the generator's
+    assert not torch.allclose(photos, b[2:6])
+
+
+def test_black_and_real_fractions_cannot_exceed_the_batch():
+    from backdrop.hparams import make_config
+    with pytest.raises(UserError, match="'black_fraction' \\+ 'real_fraction' = 1.25 is more than"):
+        make_config({"black_fraction": 0.5, "real_fraction": 0.75})
 
 
 def test_averaged_f_follows_f_and_survives_a_checkpoint():
