@@ -335,7 +335,7 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         mlflow.log_params(tracking.config_params(cfg))
         mlflow.log_params({"n_train": len(splits.train.y), "n_val": len(splits.val.y),
-                           "n_test": len(splits.test.y), "workers": workers})
+                           "n_test": len(splits.test.y), "workers": workers, "gpus_per_worker": gpus})
         trainer = make_trainer(cfg, workers=workers, name=f"train-{run.info.run_id}", storage_path=storage_path,
                                gpus_per_worker=gpus, data_dir=data_dir, callbacks=[MLflowEpochs(uri, run.info.run_id)],
                                max_failures=max_failures, score_test=True)

@@ -89,13 +89,14 @@ def test_worker_crash_resumes_from_checkpoint(tmp_path):
 
 def test_run_distributed_records_mlflow(tmp_path, tracking_uri):
     cfg = tiny_config(limit=64, batch_size=16)
-    out = distributed.run_distributed(cfg, workers=2, tracking_uri=tracking_uri, experiment="dist",
+    out = distributed.run_distributed(cfg, workers=2, tracking_uri=tracking_uri, experiment="dist", device="cpu",
                                       run_name="ddp-run", storage_path=str(tmp_path / "ray"))
     assert set(out) == {"run_id", "test", "noise", "val"} and 0 <= out["test"]["worst"] <= 1
     client = mlflow.MlflowClient(tracking_uri)
     run = client.get_run(out["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == "ddp-run"
     assert run.data.params["workers"] == "2" and run.data.params["lr_f"] == str(cfg["lr_f"])
+    assert run.data.params["gpus_per_worker"] == "0.0"
     steps = [m.step for m in client.get_metric_history(out["run_id"], "val/worst")]
     assert steps == [1, 2, 3]                                 # one point per epoch, none twice
     assert run.data.metrics["test/clean"] == out["test"]["clean"]
@@ -144,5 +145,7 @@ def test_run_distributed_on_cuda_shares_the_gpu(tmp_path, tracking_uri):
                                       tracking_uri=tracking_uri, experiment="dist-gpu", device="cuda",
                                       storage_path=str(tmp_path / "ray"))
     assert 0 <= out["test"]["worst"] <= 1
-    assert mlflow.MlflowClient(tracking_uri).get_run(out["run_id"]).info.status == "FINISHED"
-    assert distributed.gpus_for("cuda", 2, have=have) == min(1.0, have / 2)
+    run = mlflow.MlflowClient(tracking_uri).get_run(out["run_id"])
+    assert run.info.status == "FINISHED"
+    # what the workers were actually given: half a GPU each on a one-GPU machine
+    assert float(run.data.params["gpus_per_worker"]) == min(1.0, have / 2)
