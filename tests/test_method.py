@@ -199,6 +199,14 @@ def test_real_fraction_puts_the_next_share_of_the_batch_on_photographs():
     assert not torch.allclose(photos, b[2:6])
 
 
+def test_the_game_builds_its_photograph_bank_when_a_share_is_on_photographs():
+    cfg = tiny_config(mask="heuristic", epochs_f=1, epochs_adv=1, limit=128, real_fraction=0.5)
+    from backdrop.data import load_dataset
+    alg = train(cfg, load_dataset("digits", limit=128))
+    assert alg.textures is not None and alg.bank is None
+    assert torch.isfinite(alg.predict(torch.rand(4, 1, 32, 32))).all()
+
+
 def test_black_and_real_fractions_cannot_exceed_the_batch():
     from backdrop.hparams import make_config
     with pytest.raises(UserError, match="'black_fraction' \\+ 'real_fraction' = 1.25 is more than"):
