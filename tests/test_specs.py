@@ -44,6 +44,17 @@ def test_shipped_specs_load_and_differ_from_the_reference():
                                                         "batch_size": 32}
 
 
+def test_shipped_table1_configs_load_and_match_their_names():
+    """configs/table1/<dataset>_<method>[_<candidate>].yaml: each validates and is what it says."""
+    from backdrop.hparams import load_config
+    from conftest import REPO
+    files = sorted((REPO / "configs" / "table1").glob("*.yaml"))
+    assert len(files) >= 6
+    for path in files:
+        cfg = load_config(path)
+        assert path.stem.startswith(f"{cfg['dataset']}_{cfg['method']}"), path.name
+
+
 def test_plan_shares_seeds_and_budget_between_the_sides():
     specs = S.load_specs()
     plan = S.plan(specs["end_to_end"], specs, "digits", seeds=(3, 7), overrides={"epochs_adv": 1, "limit": 50})
