@@ -172,7 +172,7 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
     try:
         grid = build_tuner(opts, resume=resume).fit()
         results = list(grid)
-        if len(results) - grid.num_terminated - grid.num_errors or len(results) < opts.trials:
+        if len(results) < opts.trials or unfinished_trials(opts.path):
             raise KeyboardInterrupt
         dropped = recorder.drop_orphans([r.metrics["trial_id"] for r in results])
         summary = summarize(opts, results, recorder, device)
@@ -182,6 +182,14 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
         recorder.client.set_terminated(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
     return summary
+
+
+def unfinished_trials(path):
+    """Trials whose saved state says not finished: what --resume continues. The ResultGrid cannot
+    tell: on Ctrl-C Tune saves its state, then stops the running trials and marks them TERMINATED
+    in memory, so an interrupted sweep would pass for a finished one."""
+    from ray.tune import ExperimentAnalysis
+    return [t.trial_id for t in ExperimentAnalysis(path).trials if t.status not in ("TERMINATED", "ERROR")]
 
 
 def objective_name(opts):
