@@ -171,6 +171,33 @@ def node_names(world):
     return ",".join(sorted(set(names)))
 
 
+def orphaned_placement_groups():
+    """Ids of this job's placement groups that still hold resources though the actor that made
+    them is dead: a Train controller killed with its Tune trial before it could remove its
+    workers' group. Ray Train's own cleaner finds these only through the dashboard's State API;
+    this reads the GCS, which answers whenever Ray does. No public API names a group's creator,
+    hence the private accessor (ray is pinned; tests/test_distributed.py checks this)."""
+    import ray
+    from ray.core.generated.gcs_pb2 import PlacementGroupTableData
+    job, nobody = ray.get_runtime_context().get_job_id(), ray.ActorID.nil().binary()
+    found = []
+    for raw in ray._private.state.state._connect_and_get_accessor().get_placement_group_table():
+        pg = PlacementGroupTableData.FromString(raw)
+        if (pg.creator_actor_id != nobody and pg.creator_actor_dead and not pg.is_detached
+                and pg.creator_job_id.hex() == job and pg.state != PlacementGroupTableData.REMOVED):
+            found.append(pg.placement_group_id.hex())
+    return found
+
+
+def free_placement_group(hex_id):
+    """Remove a placement group (and so any actor still in it) unless it is gone already."""
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+    pg = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(hex_id)))
+    if ray.util.placement_group_table(pg).get("state", "REMOVED") != "REMOVED":
+        remove_placement_group(pg)
+
+
 def weights_digest(algorithm):
     """sha256 of every weight's bytes: DDP keeps it identical on all workers after each step."""
     h = hashlib.sha256()

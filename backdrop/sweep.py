@@ -24,7 +24,8 @@ from ray.tune import Callback
 
 from . import tracking
 from .data import load_dataset
-from .distributed import checkpoint_at, connect, load_trained, make_trainer, storage_uri
+from .distributed import (checkpoint_at, connect, free_placement_group, load_trained, make_trainer,
+                          orphaned_placement_groups, storage_uri)
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct
 from .search_space import SearchSpace, parse
@@ -111,6 +112,23 @@ class Progress(Callback):
         print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} failed (see the error above)", flush=True)
 
 
+class FreeOrphanedResources(Callback):
+    """Gives back the CPUs/GPUs of Train runs whose trial Tune has stopped. Tune stops a trial by
+    killing its actor (ASHA does so at every trial's last epoch, and to losers earlier); its Train
+    controller dies with it, often before removing its workers' placement group. Ray Train's own
+    cleaner removes that group only once the dashboard's State API answers; when the dashboard
+    is down or slow, the next trial waited for those CPUs forever (a CI run hung so)."""
+
+    def __init__(self, every_s=2.0):
+        self.every_s, self._last = every_s, 0.0
+
+    def on_step_begin(self, iteration, trials, **info):
+        if time.monotonic() - self._last >= self.every_s:
+            self._last = time.monotonic()
+            for pg in orphaned_placement_groups():
+                free_placement_group(pg)
+
+
 def concurrency(opts):
     """Trials at once: each needs a CPU for its driver plus, per worker, a CPU and its GPUs."""
     import ray
@@ -153,7 +171,8 @@ def build_tuner(opts: SweepOptions, resume=False):
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=opts.trials,
                                     max_concurrent_trials=concurrency(opts)),
         run_config=tune.RunConfig(name=opts.name, storage_path=opts.storage_path,
-                                  callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path), Progress(epochs)],
+                                  callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path), Progress(epochs),
+                                             FreeOrphanedResources()],
                                   failure_config=tune.FailureConfig(max_failures=1), verbose=0),
     )
 

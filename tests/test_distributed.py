@@ -3,6 +3,7 @@ identical, a worker crash resumes from the last checkpoint with the epoch count 
 `run_distributed` records a complete MLflow run. One Ray instance serves the whole module."""
 import json
 import sys
+import time
 
 import mlflow
 import pytest
@@ -85,6 +86,43 @@ def test_worker_crash_resumes_from_checkpoint(tmp_path):
     state = distributed.load_state(result.checkpoint)
     assert (state["step"], state["phase_index"], state["epoch"]) == (3, 2, 1)
     assert set(state["model"]) and set(state["optimizers"]) == {"f", "f_m", "f_b"}
+
+
+@ray.remote(num_cpus=0)
+class GroupMaker:
+    """Stands in for a Train controller: an actor that reserves a placement group."""
+
+    def make(self):
+        from ray.util.placement_group import placement_group
+        pg = placement_group([{"CPU": 1}])
+        ray.get(pg.ready())
+        return pg.id.hex()
+
+
+def test_sweep_frees_the_groups_of_dead_controllers_only():
+    """FreeOrphanedResources removes a placement group whose creating actor died (as a Train
+    controller killed with its Tune trial does), through the GCS, with the dashboard gone; it
+    leaves alone a group whose creator lives and one the driver made (Tune's own trial groups)."""
+    from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
+
+    from backdrop.sweep import FreeOrphanedResources
+    killed, alive = GroupMaker.remote(), GroupMaker.remote()
+    orphan, kept = ray.get(killed.make.remote()), ray.get(alive.make.remote())
+    ours = placement_group([{"CPU": 0.5}])
+    ray.get(ours.ready())
+    assert distributed.orphaned_placement_groups() == []
+    ray.kill(killed)
+    deadline = time.time() + 30
+    while orphan not in distributed.orphaned_placement_groups() and time.time() < deadline:
+        time.sleep(0.2)
+    assert distributed.orphaned_placement_groups() == [orphan]
+    FreeOrphanedResources(every_s=0).on_step_begin(0, [])
+    groups = {h: PlacementGroup(ray.PlacementGroupID(bytes.fromhex(h))) for h in (orphan, kept)} | {"ours": ours}
+    assert {k: placement_group_table(pg)["state"] for k, pg in groups.items()} == \
+        {orphan: "REMOVED", kept: "CREATED", "ours": "CREATED"}
+    for pg in (groups[kept], ours):
+        remove_placement_group(pg)
+    ray.kill(alive)
 
 
 def test_run_distributed_records_mlflow(tmp_path, tracking_uri):
