@@ -101,8 +101,8 @@ class GroupMaker:
 
 def test_sweep_frees_the_groups_of_dead_controllers_only():
     """FreeOrphanedResources removes a placement group whose creating actor died (as a Train
-    controller killed with its Tune trial does), through the GCS, with the dashboard gone; it
-    leaves alone a group whose creator lives and one the driver made (Tune's own trial groups)."""
+    controller killed with its Tune trial does), read from the GCS rather than the State API;
+    it leaves alone a group whose creator lives and one the driver made (Tune's trial groups)."""
     from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
 
     from backdrop.sweep import FreeOrphanedResources
