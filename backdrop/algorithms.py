@@ -259,7 +259,13 @@ class Adversarial(Algorithm):
         shape = (n, self.in_channels, self.size, self.size)
         if mode == "adv":
             net = self.live("f_b") if generator_live else self.f_b
-            return net(self.f_b.sample_noise(n, self.noise).to(device))
+            b = net(self.f_b.sample_noise(n, self.noise).to(device))
+            if self.cfg["symmetric_backgrounds"]:
+                # One generator explores one orientation at a time; what f learns to ignore
+                # should not depend on which one it happened to find (docs/RESULTS.md, stripes).
+                from .backgrounds import random_symmetries
+                b = random_symmetries(b, self.noise)
+            return b
         if mode == "black":
             return torch.zeros(shape, device=device)
         if mode == "noise":

@@ -322,6 +322,16 @@ class TextureBank:
 
 
 # ----------------------------------------------------------------------------- contact sheet
+def random_symmetries(b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of `b` (N, C, S, S) turned or flipped by one of the square's 8 symmetries,
+    drawn per image from `generator`. Differentiable: only pixels move."""
+    t = b.transpose(-1, -2)
+    views = torch.stack([b, b.flip(-1), b.flip(-2), b.flip(-1, -2),
+                         t, t.flip(-1), t.flip(-2), t.flip(-1, -2)])
+    which = torch.randint(8, (len(b),), generator=generator).to(b.device)
+    return views[which, torch.arange(len(b), device=b.device)]
+
+
 def contact_sheet(x: torch.Tensor, path) -> None:
     """Write a PNG showing one image (1 x C x S x S) on clean + every test and val family.
 

@@ -52,6 +52,8 @@ HPARAMS = {
                                   "a sigmoid generator never paints pure black", low=0.0, high=1.0),
     "real_fraction": HParam(0.0, "fraction of each phase-3 batch composited on crops of real photographs "
                                  "(after the black share; the rest is the generator's)", low=0.0, high=1.0),
+    "symmetric_backgrounds": HParam(False, "turn or flip each generated background by a random one of the "
+                                           "square's 8 symmetries (the adversary's patterns in every orientation)"),
     "f_average": HParam(0.0, "decay of an exponential moving average of f's weights over the game "
                              "(0 = off); predict uses the average once the game has begun", low=0.0, high=0.9999),
     "white_penalty": HParam(True, "penalise relu(mean(b) - 0.5) so f_b cannot win by painting white"),

@@ -232,3 +232,33 @@ def test_averaged_f_follows_f_and_survives_a_checkpoint():
     assert not torch.equal(fresh.predict(x), alg.predict(x))
     restore(fresh, checkpoint_state(alg, Position(1, 1, 2)))
     assert int(fresh.f_avg_updates) == steps and torch.equal(fresh.predict(x), alg.predict(x))
+
+
+def test_random_symmetries_turn_each_background_by_one_of_the_eight_and_pass_gradients():
+    from backdrop.backgrounds import random_symmetries
+    b = torch.rand(64, 1, 6, 6, requires_grad=True)
+    out = random_symmetries(b, torch.Generator().manual_seed(0))
+    seen = set()
+    for i in range(len(b)):
+        t = b[i].transpose(-1, -2)
+        views = [b[i], b[i].flip(-1), b[i].flip(-2), b[i].flip(-1, -2), t, t.flip(-1), t.flip(-2), t.flip(-1, -2)]
+        hits = [k for k, v in enumerate(views) if torch.equal(out[i], v)]
+        assert len(hits) == 1
+        seen.add(hits[0])
+    assert seen == set(range(8))                    # 64 draws: every symmetry turns up
+    out.sum().backward()
+    assert torch.equal(b.grad, torch.ones_like(b))  # a permutation of pixels: each gets gradient 1
+
+
+def test_symmetric_backgrounds_turn_the_generators_own_backgrounds():
+    alg = Adversarial(tiny_config(symmetric_backgrounds=True, tiles=1, noise_dim=4))
+    replay = torch.Generator()
+    replay.set_state(alg.noise.get_state())
+    b = alg.backgrounds(16, "cpu", generator_live=False)
+    with torch.no_grad():
+        raw = alg.f_b(alg.f_b.sample_noise(16, replay))
+    assert not torch.allclose(b, raw)
+    for i in range(16):
+        t = raw[i].transpose(-1, -2)
+        views = [raw[i], raw[i].flip(-1), raw[i].flip(-2), raw[i].flip(-1, -2), t, t.flip(-1), t.flip(-2), t.flip(-1, -2)]
+        assert any(torch.equal(b[i], v) for v in views)
