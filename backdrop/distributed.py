@@ -35,15 +35,21 @@ DEFAULT_STORAGE = "ray_results"  # Ray Train / Tune storage, relative to the wor
 
 # ---------------------------------------------------------------- connecting to Ray
 
+def cluster_address(address=None):
+    """The cluster to join: `address`, else $RAY_ADDRESS (which `ray job submit` sets); None means
+    a local instance of our own."""
+    return address or os.environ.get("RAY_ADDRESS")
+
+
 def connect(address=None, min_cpus=1):
-    """Join the cluster at `address` (or $RAY_ADDRESS, which `ray job submit` sets), else start a
-    local instance with at least `min_cpus` logical CPUs. Ray counts CPUs as slots, not cores:
+    """Join the cluster at `cluster_address(address)`, else start a local instance with at least
+    `min_cpus` logical CPUs. Ray counts CPUs as slots, not cores:
     one trial needs a slot for its driver plus one per worker, so a 2-core machine is given 3
     slots to run a 2-worker trial (the driver mostly waits)."""
     import ray
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(address)
     try:
         if address:
             # Train's placement-group cleaner queries the State API from inside the cluster; tell
@@ -355,7 +361,7 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
         raise UserError(f"--workers must be at least 1, got {workers}")
     splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)  # fail fast
     connect(address, min_cpus=workers)
-    gpus = gpus_for(device, workers, can_grow=bool(address or os.environ.get("RAY_ADDRESS")))
+    gpus = gpus_for(device, workers, can_grow=bool(cluster_address(address)))
     uri = tracking.setup(tracking_uri, experiment)
     tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(),
             "backdrop.workers": str(workers), "backdrop.launcher": "ray-train"}
