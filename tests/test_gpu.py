@@ -22,9 +22,10 @@ def test_augmentation_on_the_gpu_draws_the_cpu_stream():
 
 @pytest.mark.parametrize("method", ["vanilla", "attention", "adversarial"])
 def test_each_method_trains_and_scores_on_the_gpu(method, tracking_uri):
-    # augmentation on (tiny_config turns it off), the Table 1 stabilisers, photographs (drawn on the CPU)
+    # augmentation on (tiny_config turns it off), the Table 1 stabilisers, photographs (drawn on
+    # the CPU), symmetric backgrounds (their draws too)
     cfg = tiny_config(method=method, limit=256, augment=True, f_average=0.9, black_fraction=0.25,
-                      real_fraction=0.25)
+                      real_fraction=0.25, symmetric_backgrounds=True)
     out = run_single(cfg, tracking_uri=tracking_uri, experiment="gpu", device="cuda", progress=False,
                      with_noise=False)
     assert set(out["test"]) >= {"clean", "worst"} and 0 <= out["test"]["worst"] <= 1
