@@ -1,5 +1,6 @@
 """The fixed test backgrounds of Table 1, validation backgrounds of other families, the
-salt-and-pepper noise sweep, and a bank of real photographs (METHOD.md, "The test backgrounds").
+salt-and-pepper noise sweep, a bank of real photographs (METHOD.md, "The test backgrounds"), and
+random symmetries of generated backgrounds.
 
 Every pattern is a deterministic binary image of size S x S (1 = on, 0 = off). A pattern is laid
 over an image by `apply_pattern`: the image's support (`x > 0` in any channel) is dilated by a
@@ -321,7 +322,7 @@ class TextureBank:
         return out
 
 
-# ----------------------------------------------------------------------------- contact sheet
+# ----------------------------------------------------------------------------- symmetries
 def random_symmetries(b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image of `b` (N, C, S, S) turned or flipped by one of the square's 8 symmetries,
     drawn per image from `generator`. Differentiable: only pixels move."""
@@ -332,6 +333,7 @@ def random_symmetries(b: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return views[which, torch.arange(len(b), device=b.device)]
 
 
+# ----------------------------------------------------------------------------- contact sheet
 def contact_sheet(x: torch.Tensor, path) -> None:
     """Write a PNG showing one image (1 x C x S x S) on clean + every test and val family.
 
