@@ -8,7 +8,10 @@ disk of radius 2 (`halo`); pixels outside that halo take the pattern's value in 
 the object and its halo keep theirs.
 
 Model selection must use `VAL_FAMILIES` (or clean data) only; `TEST_FAMILIES` are for the final
-report. The two sets share no name and no pattern.
+report. The two sets share no name and no pattern. The validation families are of two kinds:
+six fixed shapes (one pattern each), and ten *stroke* families (`STROKE_FAMILIES`: rings, arcs,
+segments at three scales, and curves), each a bank of seeded random drawings laid one per image,
+so that validation sees stroke-like clutter of every shape and scale rather than one drawing.
 """
 from __future__ import annotations
 
@@ -20,13 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.draw import circle_perimeter
+from skimage.draw import bezier_curve, circle_perimeter, line
 from skimage.morphology import disk
 
 from .errors import UserError
 
 TEST_FAMILIES = ("stripes", "board", "border", "circles", "clock", "random")
-VAL_FAMILIES = ("hlines", "grid", "dots", "rings", "speckle", "waves")
+SHAPE_FAMILIES = ("hlines", "grid", "dots", "rings", "speckle", "waves")
+STROKE_FAMILIES = ("ring_s", "ring_m", "ring_l", "arc_s", "arc_m", "arc_l",
+                   "seg_s", "seg_m", "seg_l", "curve")
+VAL_FAMILIES = SHAPE_FAMILIES + STROKE_FAMILIES
 NOISE_RATES = tuple([round(0.01 * i, 2) for i in range(10)] + [round(0.1 * i, 1) for i in range(1, 11)])
 
 RANDOM_RATE, RANDOM_SEED = 0.25, 0      # the test family "random"
@@ -132,13 +138,68 @@ def _waves(S):
     return (np.mod(row + shift, 9) < 2).astype(np.float32)      # wavy horizontal bands
 
 
+# Stroke families: generic primitives drawn at random by a rule fixed before any result was seen
+# (the rule, not a look at a test family, decides every drawing). Scales are octaves of the image
+# size S, so no band is tuned to a known failure: radii in [S/16, S/8), [S/8, S/4), [S/4, S/2)
+# for rings and arcs (2-4, 4-8, 8-16 px at S = 32), lengths in [S/8, S/4), [S/4, S/2), [S/2, S)
+# for straight segments. Each drawing has 2-6 strokes, each 1 or 2 px wide, centred anywhere in
+# the image; arcs span 90-270 degrees from a random start; curves are quadratic Beziers whose
+# three control points lie anywhere in the image.
+STROKE_BANK = 256           # drawings per family; image i of a split gets drawing i mod 256
+STROKE_SEED = 20261201
+_STROKE_RULES = {
+    "ring_s": ("ring", (1 / 16, 1 / 8)), "ring_m": ("ring", (1 / 8, 1 / 4)), "ring_l": ("ring", (1 / 4, 1 / 2)),
+    "arc_s": ("arc", (1 / 16, 1 / 8)), "arc_m": ("arc", (1 / 8, 1 / 4)), "arc_l": ("arc", (1 / 4, 1 / 2)),
+    "seg_s": ("seg", (1 / 8, 1 / 4)), "seg_m": ("seg", (1 / 4, 1 / 2)), "seg_l": ("seg", (1 / 2, 1)),
+    "curve": ("curve", None),
+}
+assert tuple(_STROKE_RULES) == STROKE_FAMILIES
+
+
+def _draw_stroke(p, rng, kind, band):
+    S = p.shape[0]
+    r0, c0 = rng.integers(0, S, size=2)
+    if kind in ("ring", "arc"):
+        lo, hi = band
+        rad = int(rng.integers(max(1, round(lo * S)), max(2, round(hi * S))))
+        rr, cc = circle_perimeter(int(r0), int(c0), rad)
+        if kind == "arc":
+            start, span = rng.uniform(0, 2 * np.pi), rng.uniform(np.pi / 2, 3 * np.pi / 2)
+            angle = np.mod(np.arctan2(rr - r0, cc - c0) - start, 2 * np.pi)
+            rr, cc = rr[angle <= span], cc[angle <= span]
+    elif kind == "seg":
+        lo, hi = band
+        length, theta = rng.uniform(lo * S, hi * S), rng.uniform(0, np.pi)
+        r1, c1 = int(round(r0 + length * np.sin(theta))), int(round(c0 + length * np.cos(theta)))
+        rr, cc = line(int(r0), int(c0), r1, c1)
+    else:
+        (r1, c1), (r2, c2) = rng.integers(0, S, size=(2, 2))
+        rr, cc = bezier_curve(int(r0), int(c0), int(r1), int(c1), int(r2), int(c2), weight=1.0)
+    width = int(rng.integers(1, 3))
+    for dr in range(width):             # a 2 px stroke: the 1 px one and its neighbour below
+        r = rr + dr
+        ok = (r >= 0) & (r < S) & (cc >= 0) & (cc < S)
+        p[r[ok], cc[ok]] = 1.0
+
+
+def _stroke_bank(name, S):
+    kind, band = _STROKE_RULES[name]
+    rng = np.random.default_rng([STROKE_SEED, STROKE_FAMILIES.index(name), S])
+    bank = np.zeros((STROKE_BANK, S, S), dtype=np.float32)
+    for p in bank:
+        while p.sum() == 0:         # a drawing wholly off the image would be a blank background
+            for _ in range(int(rng.integers(2, 7))):
+                _draw_stroke(p, rng, kind, band)
+    return bank
+
+
 _MAKERS = {
     "stripes": _stripes, "board": _board, "border": _border,
     "circles": _circles4, "clock": _clock, "random": _random,
     "hlines": _hlines, "grid": _thin_grid, "dots": _dots,
     "rings": _rings, "speckle": _speckle, "waves": _waves,
 }
-assert tuple(_MAKERS) == TEST_FAMILIES + VAL_FAMILIES
+assert tuple(_MAKERS) == TEST_FAMILIES + SHAPE_FAMILIES
 
 
 def _check_size(size) -> int:
@@ -148,17 +209,28 @@ def _check_size(size) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def _pattern_cached(name: str, size: int) -> np.ndarray:
-    p = _MAKERS[name](size)
+def _patterns_cached(name: str, size: int) -> np.ndarray:
+    p = _stroke_bank(name, size) if name in _STROKE_RULES else _MAKERS[name](size)[None]
     p.setflags(write=False)
     return p
 
 
+def _known(name: str) -> str:
+    if name not in _MAKERS and name not in _STROKE_RULES:
+        raise UserError(f"unknown background {name!r}; choose one of: {', '.join([*_MAKERS, *_STROKE_RULES])}")
+    return name
+
+
+def family_patterns(name: str, size: int = 32) -> np.ndarray:
+    """The family `name` as a read-only K x S x S float32 array of 0s and 1s: K = 1 for a fixed
+    family, STROKE_BANK for a stroke family (image i of a suite gets pattern i mod K)."""
+    return _patterns_cached(_known(name), _check_size(size))
+
+
 def pattern(name: str, size: int = 32) -> np.ndarray:
-    """The background family `name` as a float32 S x S array of 0s and 1s (a fresh copy)."""
-    if name not in _MAKERS:
-        raise UserError(f"unknown background {name!r}; choose one of: {', '.join(_MAKERS)}")
-    return _pattern_cached(name, _check_size(size)).copy()
+    """The background family `name` as a float32 S x S array of 0s and 1s (a fresh copy); for a
+    stroke family, its first drawing."""
+    return family_patterns(name, size)[0].copy()
 
 
 # ----------------------------------------------------------------------------- compositing
@@ -199,8 +271,10 @@ def build_suite(x: torch.Tensor, families=TEST_FAMILIES, clean: bool = True) -> 
     S = _image_size(x)
     keep = halo(x)
     suite = {"clean": x} if clean else {}
+    which = torch.arange(len(x))
     for name in families:
-        p = _pattern_tensor(x, pattern(name, S)).expand_as(x)
+        bank = torch.tensor(family_patterns(name, S), device=x.device, dtype=x.dtype)
+        p = bank[which % len(bank)][:, None].expand_as(x)
         suite[name] = torch.where(keep, x, p)
     return suite
 

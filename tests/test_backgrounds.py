@@ -5,9 +5,12 @@ import torch
 from skimage.draw import circle_perimeter
 from skimage.morphology import disk
 
-from backdrop.backgrounds import (NOISE_RATES, TEST_FAMILIES, VAL_FAMILIES, TextureBank,
-                                  apply_pattern, build_suite, contact_sheet, halo, noise_suite,
-                                  pattern, salt_and_pepper)
+from backdrop.backgrounds import (NOISE_RATES, SHAPE_FAMILIES, STROKE_BANK, STROKE_FAMILIES,
+                                  TEST_FAMILIES, VAL_FAMILIES, TextureBank, apply_pattern, build_suite,
+                                  contact_sheet, family_patterns, halo, noise_suite, pattern,
+                                  salt_and_pepper)
+from backdrop.data import Split, Splits
+from backdrop.evaluate import STROKE_IMAGES, validation_scorer
 from backdrop.errors import UserError
 
 S = 32
@@ -24,8 +27,64 @@ def digit(size=S, channels=1, n=1):
 
 def test_family_names():
     assert TEST_FAMILIES == ("stripes", "board", "border", "circles", "clock", "random")
-    assert 4 <= len(VAL_FAMILIES) <= 6
+    assert len(SHAPE_FAMILIES) == 6 and len(STROKE_FAMILIES) == 10
+    assert VAL_FAMILIES == SHAPE_FAMILIES + STROKE_FAMILIES
     assert not set(VAL_FAMILIES) & set(TEST_FAMILIES)
+
+
+@pytest.mark.parametrize("name", STROKE_FAMILIES)
+def test_stroke_family_is_a_seeded_bank_of_distinct_drawings(name):
+    bank = family_patterns(name, S)
+    assert bank.shape == (STROKE_BANK, S, S) and bank.dtype == np.float32
+    assert set(np.unique(bank)) <= {0.0, 1.0}
+    assert (bank.reshape(STROKE_BANK, -1).sum(1) > 0).all()          # no blank drawing
+    assert len({b.tobytes() for b in bank}) == STROKE_BANK            # every drawing its own
+    with pytest.raises(ValueError):
+        bank[0, 0, 0] = 1                                             # shared cache: read-only
+    from backdrop import backgrounds
+    backgrounds._patterns_cached.cache_clear()
+    np.testing.assert_array_equal(family_patterns(name, S), bank)   # the seed fixes the drawings
+    tests = [pattern(t, S) for t in TEST_FAMILIES]
+    assert not any(np.array_equal(b, t) for b in bank for t in tests)
+
+
+@pytest.mark.parametrize("kind", ["ring", "arc", "seg"])
+def test_stroke_scales_are_ordered(kind):
+    """Larger bands draw longer strokes: more pixels on per drawing, s < m < l."""
+    ink = [family_patterns(f"{kind}_{band}", S).mean() for band in "sml"]
+    assert ink[0] < ink[1] < ink[2], ink
+
+
+def test_stroke_suite_gives_each_image_its_own_drawing():
+    x = digit(n=STROKE_BANK + 2)
+    out = build_suite(x, ("ring_m",), clean=False)["ring_m"]
+    keep = halo(x).expand_as(x)
+    assert torch.equal(out[keep], x[keep])
+    bank = torch.from_numpy(family_patterns("ring_m", S).copy())
+    assert torch.equal(out[3][~keep[3]], bank[3][None][~keep[3]])
+    assert torch.equal(out[STROKE_BANK + 1], out[1])                  # drawing i mod the bank
+    assert not torch.equal(out[0], out[1])
+
+
+def test_validation_scores_every_family_strokes_on_a_subset():
+    n = STROKE_IMAGES + 200
+    x = digit(n=n)
+    y = torch.zeros(n, dtype=torch.long)
+    split = Split(x, y)
+    scorer = validation_scorer(Splits(split, split, split, "synthetic"))
+    assert set(scorer.suite) == {"clean", *VAL_FAMILIES}
+    assert all(len(scorer.suite[f][1]) == n for f in ("clean", *SHAPE_FAMILIES))
+    assert all(len(scorer.suite[f][1]) == STROKE_IMAGES for f in STROKE_FAMILIES)
+    # a predictor right on the clean digit only: every family that draws something scores ~0
+    clean = x[0].flatten()
+
+    def predict(b):
+        same = (b.flatten(1) == clean).all(1)
+        return torch.nn.functional.one_hot(torch.where(same, 0, 1), 10).float()
+    accs = scorer(predict)
+    assert accs["clean"] == 1.0
+    assert all(accs[f] < 0.1 for f in VAL_FAMILIES), accs
+    assert accs["worst"] == min(accs[f] for f in VAL_FAMILIES)
 
 
 @pytest.mark.parametrize("name", TEST_FAMILIES + VAL_FAMILIES)

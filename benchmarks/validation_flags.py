@@ -1,0 +1,86 @@
+"""Would validation have seen it? Re-score finished runs' models on today's validation families
+(the six shapes and the ten stroke families) and set the verdict beside each run's test columns.
+
+    python benchmarks/validation_flags.py --tracking-uri sqlite:///seed3.db --data-dir ../shared/data
+
+The flag rule, fixed before any run was re-scored: a run is **flagged** when its worst validation
+family (over all sixteen, on the run's own validation split) is below 95 %, the per-background
+floor the per-seed target asks of the test families. A run **fails** on test when any test
+column is below the poster's (MNIST) or below 95 %; a useful signal flags the runs that fail and
+not the others. Only validation data chose the rule; the test columns are read, never used.
+"""
+import argparse
+import platform as _platform_check  # noqa: F401  (run from the repo root: the shim must serve it)
+import tempfile
+
+from backdrop.api import load_model
+from backdrop.backgrounds import SHAPE_FAMILIES, STROKE_FAMILIES, TEST_FAMILIES
+from backdrop.data import load_dataset
+from backdrop.errors import UserError, one_line_errors
+from backdrop.evaluate import validation_scorer
+from backdrop.report import _experiments, find_runs, open_store
+from backdrop.results import PAPER_TABLE1, markdown_table
+
+FLAG_BELOW = 0.95
+TEST_FLOOR = 0.95
+
+
+def rescore(client, run, data_dir):
+    params = run.data.params
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            path = client.download_artifacts(run.info.run_id, "model/model.pt", d)
+        except Exception as e:
+            raise UserError(f"run {run.info.run_id} has no model/model.pt artifact ({type(e).__name__})") from None
+        model = load_model(path)
+    limit = int(params.get("limit") or 0) or None
+    splits = load_dataset(params["dataset"], data_dir, seed=int(params["seed"]), limit=limit)
+    return validation_scorer(splits)(model.algorithm.predict)
+
+
+def failing_test_columns(metrics, dataset):
+    poster = PAPER_TABLE1["adversarial"] if dataset == "mnist" else {}
+    out = []
+    for f in TEST_FAMILIES:
+        v = metrics.get(f"test/{f}")
+        if v is not None and (v < TEST_FLOOR or 100 * v < poster.get(f, 0)):
+            out.append(f"{f} {100 * v:.1f}")
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tracking-uri", action="append", required=True, help="a store to read (repeatable)")
+    p.add_argument("--experiment", action="append", help="experiment name(s); default: all")
+    p.add_argument("--data-dir")
+    a = p.parse_args()
+    header = ["run", "seed", "val worst (shapes)", "val worst (strokes)", "weakest val family",
+              "flagged", "test worst", "test columns failing", "verdict"]
+    rows = []
+    for uri in a.tracking_uri:
+        client, _ = open_store(uri)
+        for exp in _experiments(client, a.experiment):
+            for run in find_runs(client, [exp.experiment_id]):
+                if "model/model.pt" not in {f.path for f in client.list_artifacts(run.info.run_id, "model")}:
+                    continue
+                val = rescore(client, run, a.data_dir)
+                fams = {f: val[f] for f in SHAPE_FAMILIES + STROKE_FAMILIES}
+                weakest = min(fams, key=fams.get)
+                flagged = val["worst"] < FLAG_BELOW
+                failing = failing_test_columns(run.data.metrics, run.data.params.get("dataset"))
+                verdict = ("caught" if failing and flagged else "missed" if failing else
+                           "false alarm" if flagged else "clean pass")
+                rows.append([run.info.run_name, run.data.params.get("seed"),
+                             f"{100 * min(val[f] for f in SHAPE_FAMILIES):.1f}",
+                             f"{100 * min(val[f] for f in STROKE_FAMILIES):.1f}",
+                             f"{weakest} {100 * fams[weakest]:.1f}", "yes" if flagged else "no",
+                             f"{100 * run.data.metrics.get('test/worst', float('nan')):.1f}",
+                             ", ".join(failing) or "none", verdict])
+                print(markdown_table(header, rows[-1:]), flush=True)
+    print()
+    print(markdown_table(header, rows))
+
+
+if __name__ == "__main__":
+    with one_line_errors("validation_flags"):
+        main()
