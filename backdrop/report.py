@@ -18,7 +18,7 @@ from . import figures, tracking
 from .backgrounds import TEST_FAMILIES
 from .errors import UserError
 from .hparams import HPARAMS
-from .results import PAPER_TABLE1, TEST_COLUMNS, VAL_COLUMNS, latex_table, markdown_table, table1_rows
+from .results import PAPER_TABLE1, TEST_COLUMNS, VAL_COLUMNS, latex_table, markdown_table, per_seed_rows, table1_rows
 
 REPORT_EXPERIMENT = "backdrop-reports"
 NOISE_KEY = "noise/accuracy"
@@ -210,6 +210,9 @@ def write_report(table: pa.Table, out_dir, header_note=""):
                 else f"{over}; the poster's numbers are for MNIST and are not shown here")
         md.append(f"## {title}\n\n{markdown_table(header, rows)}\n\n{note}\n")
         tex.append(latex_table(header, rows, caption=f"Test accuracy (%), {title}; {note}."))
+        header, rows, summary = per_seed_rows(groups, with_paper=dataset == "mnist")
+        md.append(f"### Per seed, {title}\n\n{markdown_table(header, rows)}\n\n"
+                  + "".join(f"- {line}\n" for line in summary))
         if any(r.get("val/worst") is not None for rs in groups.values() for r in rs):
             header, rows = table1_rows(groups, split="val")
             md.append(f"### Validation accuracy (%), {title}\n\n{markdown_table(header, rows)}\n\n"

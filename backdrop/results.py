@@ -94,6 +94,34 @@ def paper_row(method):
     return {**row, "mean": sum(bg) / len(bg), "worst": min(bg)}
 
 
+def below_poster(run, label):
+    """The test columns where this run is below the poster's row for `label` (MNIST), in order."""
+    paper = PAPER_TABLE1.get(label)
+    if not paper:
+        return []
+    return [c for c in ("clean", *TEST_FAMILIES)
+            if run.get(f"test/{c}") is not None and 100 * run[f"test/{c}"] < paper[c]]
+
+
+def per_seed_rows(groups, with_paper=False):
+    """One row per (label, seed): the seed's own test columns, its final validation worst, and
+    the columns where it is below the poster. A promise made per seed is checked per seed: a
+    mean over seeds hides the one that failed. Also returns one summary line per label."""
+    header = ["method", "seed", *TABLE1_COLUMNS, "val worst", "below the poster"]
+    rows, summary = [], []
+    for label, runs in groups.items():
+        failing = 0
+        for r in sorted(runs, key=lambda r: (r.get("seed") is None, r.get("seed") or 0)):
+            below = below_poster(r, label) if with_paper else []
+            failing += bool(below)
+            rows.append([label, "-" if r.get("seed") is None else str(r["seed"]),
+                         *(pct(r.get(f"test/{c}")) for c in TABLE1_COLUMNS), pct(r.get("val/worst")),
+                         ", ".join(below) or ("none" if with_paper and label in PAPER_TABLE1 else "-")])
+        if with_paper and label in PAPER_TABLE1:
+            summary.append(f"{label}: {failing} of {len(runs)} seed(s) below the poster on some column")
+    return header, rows, summary
+
+
 def table1_rows(groups, with_paper=False, split="test"):
     """Table 1's layout: one row per label (method or ablation spec), cells mean ± sd over its runs.
 

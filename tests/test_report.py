@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from backdrop.backgrounds import NOISE_RATES
 from backdrop.remote import log_record, train_record
 from backdrop.report import REPORT_EXPERIMENT, sections
-from backdrop.results import PAPER_TABLE1, TABLE1_COLUMNS, VAL_COLUMNS, table1_rows
+from backdrop.results import PAPER_TABLE1, TABLE1_COLUMNS, VAL_COLUMNS, per_seed_rows, table1_rows
 from conftest import assert_one_line_error, run_cli, tiny_config
 
 
@@ -183,3 +183,16 @@ def test_runs_of_different_configs_are_not_averaged():
     again = pa.Table.from_pylist([row(0, 5, start=1), row(1, 5, start=2), row(0, 5, start=3)])
     [runs] = sections(again)[("e", "digits")].values()
     assert sorted((r["seed"], r["start_time"]) for r in runs) == [(0, 3), (1, 2)]
+
+
+def test_per_seed_rows_count_the_seeds_below_the_poster():
+    """A mean over seeds can pass while one seed fails: the per-seed table names that seed."""
+    good = {f"test/{c}": 0.99 for c in TABLE1_COLUMNS} | {"seed": 0, "val/worst": 0.98}
+    bad = {**good, "seed": 3, "test/circles": 0.74, "val/worst": 0.973}
+    header, rows, summary = per_seed_rows({"adversarial": [bad, good]}, with_paper=True)
+    assert [r[1] for r in rows] == ["0", "3"]
+    cells = {r[1]: dict(zip(header, r)) for r in rows}
+    assert cells["3"]["below the poster"] == "circles" and cells["3"]["circles"] == "74.0"
+    assert cells["0"]["below the poster"] == "none" and cells["3"]["val worst"] == "97.3"
+    assert summary == ["adversarial: 1 of 2 seed(s) below the poster on some column"]
+    assert per_seed_rows({"adversarial": [bad]}, with_paper=False)[2] == []     # not MNIST: no poster
