@@ -236,7 +236,7 @@ class Adversarial(Algorithm):
         if k_black or k_real:
             parts = [torch.zeros_like(b[:k_black])]
             if k_real:
-                parts.append(self.textures.sample(k_real, self.noise).to(b.device, b.dtype))
+                parts.append(self.texture_bank().sample(k_real, self.noise).to(b.device, b.dtype))
             b = torch.cat(parts + [b[k_black + k_real:]])
         return M.composite(x, m, b)
 
@@ -271,15 +271,20 @@ class Adversarial(Algorithm):
         if mode == "noise":
             return torch.rand(shape, generator=self.noise).to(device)
         if mode == "real":
-            return self.textures.sample(n, self.noise).to(device)
-        return self.bank[torch.randint(len(self.bank), (n,), generator=self.noise)].to(device)  # fixed
+            return self.texture_bank().sample(n, self.noise).to(device)
+        bank = self.fixed_bank()
+        return bank[torch.randint(len(bank), (n,), generator=self.noise)].to(device)  # fixed
 
-    def make_bank(self):
-        mode = self.cfg["background"]
-        if mode == "real" or self.cfg["real_fraction"] > 0:
+    # Both banks are built on first use, so a model rebuilt from a checkpoint or a model file
+    # (which never ran begin_phase) draws the same backgrounds as the run that trained it.
+    def texture_bank(self):
+        if self.textures is None:
             from .backgrounds import TextureBank
             self.textures = TextureBank(self.size, self.in_channels, seed=self.cfg["seed"])
-        if mode == "fixed":
+        return self.textures
+
+    def fixed_bank(self):
+        if self.bank is None:
             # Never updated: smooth random noise at several scales, drawn once from the seed.
             g = torch.Generator().manual_seed(self.cfg["seed"] + 2)
             k = self.cfg["fixed_bank_size"]
@@ -288,6 +293,7 @@ class Adversarial(Algorithm):
                 low = torch.rand(k // 4 + (i < k % 4), self.in_channels, side, side, generator=g)
                 parts.append(F.interpolate(low, size=self.size, mode="bilinear", align_corners=False))
             self.bank = torch.cat(parts)
+        return self.bank
 
     def ascents_due(self):
         """How many f_b steps go with this f step (ascent_per_descent may be fractional)."""
@@ -297,8 +303,12 @@ class Adversarial(Algorithm):
         return k
 
     def begin_phase(self, phase, train_x):
-        if phase in ("adversarial", "end_to_end") and self.bank is None and self.textures is None:
-            self.make_bank()
+        if phase in ("adversarial", "end_to_end"):
+            # Built before the game's first step, where they cost no step time.
+            if self.cfg["background"] == "real" or self.cfg["real_fraction"] > 0:
+                self.texture_bank()
+            if self.cfg["background"] == "fixed":
+                self.fixed_bank()
         if phase == "adversarial" and self.cfg["mask"] == "unet":
             # f_m is frozen in this phase: compute every image's mask once, on the un-augmented
             # image; the loop then transforms each mask together with its image. Under DDP every

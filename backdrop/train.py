@@ -91,7 +91,6 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
         algorithm.distribute(wrap)
     scorer = validation_scorer(splits, device) if rank == 0 else None
     augment = Augment() if cfg["augment"] else None
-    aug_rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank)
     train_x, train_y = splits.train.x, splits.train.y
     phases = algorithm.phases()
     last_phase = max((i for i, p in enumerate(phases) if p.epochs > 0), default=-1)
@@ -111,6 +110,9 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
             if phase.name == "mask" and cfg["mask_images"]:
                 n = min(n, cfg["mask_images"])   # the U-Net is the CPU bottleneck; a subset suffices
             batches = epoch_batches(n, cfg["batch_size"], cfg["seed"], pos.step, rank, world)
+            # Seeded by (seed, rank, epoch), like the batches: a resumed run (on any rank) draws
+            # the augmentations the uninterrupted run would have, with no state to checkpoint.
+            aug_rng = torch.Generator().manual_seed(cfg["seed"] * 7919 + rank + 1_000_003 * pos.step)
             bar = tqdm(batches, desc=f"{phase.name} {epoch + 1}/{phase.epochs}", leave=False,
                        disable=not (progress and rank == 0))
             t0 = time.perf_counter()

@@ -187,12 +187,11 @@ def test_black_fraction_puts_that_share_of_the_batch_on_black():
 def test_real_fraction_puts_the_next_share_of_the_batch_on_photographs():
     cfg = tiny_config(black_fraction=0.25, real_fraction=0.5)
     alg = Adversarial(cfg)
-    alg.make_bank()
     x, m, b = torch.rand(8, 1, 32, 32), (torch.rand(8, 1, 32, 32) > 0.5).float(), torch.rand(8, 1, 32, 32)
     replay = torch.Generator()
     replay.set_state(alg.noise.get_state())
     out = alg.composite(x, m, b)
-    photos = alg.textures.sample(4, replay)                     # the crops composite drew
+    photos = alg.texture_bank().sample(4, replay)               # the crops composite drew
     assert torch.equal(out[:2], x[:2] * m[:2])                  # 2 of 8 on black
     assert torch.equal(out[2:6], M.composite(x[2:6], m[2:6], photos))   # the next 4 on photographs
     assert torch.equal(out[6:], M.composite(x[6:], m[6:], b[6:]))       # the last 2 on the generator's
@@ -262,3 +261,45 @@ def test_symmetric_backgrounds_turn_the_generators_own_backgrounds():
         t = raw[i].transpose(-1, -2)
         views = [raw[i], raw[i].flip(-1), raw[i].flip(-2), raw[i].flip(-1, -2), t, t.flip(-1), t.flip(-2), t.flip(-1, -2)]
         assert any(torch.equal(b[i], v) for v in views)
+
+
+@pytest.mark.parametrize("background", ["real", "fixed"])
+def test_a_model_rebuilt_from_its_file_draws_its_figures(tmp_path, background):
+    """A model file (or a checkpoint) never runs begin_phase: its banks build on first use, and
+    the fixed bank is the one the run trained with (drawn from the seed)."""
+    from backdrop import figures
+    from backdrop.api import load_model, save_model
+    from backdrop.data import load_dataset
+    cfg = tiny_config(method="adversarial", background=background, mask="heuristic", epochs_f=1, epochs_adv=1,
+                      limit=64)
+    trained = train(cfg, load_dataset("digits", limit=64))
+    model = load_model(save_model(trained, tmp_path / "m.pt")).algorithm
+    assert model.bank is None and model.textures is None
+    paths = figures.run_figures(model, torch.rand(8, 1, 32, 32), tmp_path)
+    assert {p.name for p in paths} == {"masks.png", "composites.png"} and all(p.is_file() for p in paths)
+    if background == "fixed":
+        assert torch.equal(model.fixed_bank(), trained.bank)
+
+
+def test_a_resumed_run_is_the_run_it_continues():
+    """Stopped after epoch 2 and resumed from that epoch's checkpoint, a run ends with the same
+    weights, bit for bit, as the run that never stopped: batches, augmentation and the game's
+    noise all continue their streams (CPU, one thread)."""
+    import copy
+
+    from backdrop.data import load_dataset
+    cfg = tiny_config(method="adversarial", augment=True, epochs_f=1, epochs_mask=1, epochs_adv=2, limit=96,
+                      f_average=0.9, ascent_per_descent=0.5)
+    data = load_dataset("digits", limit=96)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        saved = {}
+        whole = train(cfg, data, on_epoch=lambda e: saved.setdefault(e.step, copy.deepcopy(e.checkpoint())))
+        resumed = train(cfg, data, resume_state=saved[2])
+    finally:
+        torch.set_num_threads(threads)
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert not torch.equal(saved[2]["model"]["f.head.3.weight"], a["f.head.3.weight"])   # it did train on
