@@ -210,12 +210,13 @@ def log_comparison(client, parent_id, comparison, table):
 def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, overrides=None, data_dir=None,
                  address=None, tracking_uri=None, experiment=DEFAULT_EXPERIMENT, rerun=False, say=print):
     """Plan, resume, train what is missing, and compare. Returns (Comparison, table text)."""
-    from .data import load_dataset
+    from .data import data_dir_for_workers, load_dataset
     from .results import ablation_table
 
     specs = S.load_specs(specs_dir)
     plan = S.plan(S.get_spec(specs, name), specs, dataset, seeds, overrides)
     cfg0 = plan.jobs[0].cfg
+    data_dir = data_dir_for_workers(data_dir)       # Ray tasks run in working directories of their own
     load_dataset(dataset, data_dir, seed=cfg0["seed"], limit=cfg0["limit"] or None)   # bad data: fail before Ray
 
     uri = tracking.tracking_uri(tracking_uri)

@@ -103,9 +103,18 @@ def cache_dir() -> pathlib.Path:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> pathlib.Path | None:
-    """The argument, else env BACKDROP_DATA_DIR, else None (meaning: use the download cache)."""
+    """The argument, else env BACKDROP_DATA_DIR, as an absolute path; None means the download
+    cache. Absolute because Ray runs workers and tasks in working directories of their own, where
+    a relative path the user typed would name another folder."""
     chosen = data_dir if data_dir not in (None, "") else os.environ.get("BACKDROP_DATA_DIR")
-    return pathlib.Path(chosen).expanduser() if chosen else None
+    return pathlib.Path(chosen).expanduser().resolve() if chosen else None
+
+
+def data_dir_for_workers(data_dir: str | os.PathLike | None) -> str | None:
+    """What a driver sends to Ray workers: the data folder it resolved (flag or environment),
+    absolute, so that no worker reads its own working directory or environment instead."""
+    root = resolve_data_dir(data_dir)
+    return str(root) if root is not None else None
 
 
 def _one_line(e: BaseException) -> str:

@@ -24,7 +24,7 @@ import torch
 from ray.train import UserCallback
 
 from . import tracking
-from .data import load_dataset
+from .data import data_dir_for_workers, load_dataset
 from .errors import UserError
 from .train import build_algorithm
 
@@ -223,10 +223,40 @@ def quiet_report_log():
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
+USER_ERROR = "user_error"        # a report key: the worker met bad input (its one-line message)
+ERROR_TAG = "backdrop.error"     # the MLflow tag that carries it to the driver and the record
+
+
 def worker_loop(config):
-    """Ray Train's per-worker function. `config`: cfg (a full hparams config), data_dir,
-    score_test (rank 0 adds test-suite scores to the last report), fail_at_step (test hook: the
-    last rank crashes after that epoch unless the run resumed from a checkpoint), extra."""
+    """Ray Train's per-worker function. Bad input (a UserError) is a deterministic mistake that a
+    restart would only repeat: the worker reports its one-line message and returns, so Ray ends
+    the run at once instead of retrying it, and the driver raises it (`raise_user_error`)."""
+    import ray.train
+    try:
+        train_worker(config)
+    except UserError as e:
+        ctx = ray.train.get_context()
+        ray.train.report({USER_ERROR: str(e), "rank": ctx.get_world_rank(), **config.get("extra", {})})
+
+
+def user_error_of(metrics):
+    """'worker R: message' when a report says its worker met bad input, else None."""
+    if metrics and USER_ERROR in metrics:
+        return f"worker {metrics.get('rank', 0)}: {metrics[USER_ERROR]}"
+    return None
+
+
+def raise_user_error(metrics, where):
+    """The driver's side of worker_loop: a run that ended on bad input is a UserError here."""
+    error = user_error_of(metrics)
+    if error:
+        raise UserError(f"{where} ({error})")
+
+
+def train_worker(config):
+    """One worker's training. `config`: cfg (a full hparams config), data_dir, score_test (rank 0
+    adds test-suite scores to the last report), fail_at_step (test hook: the last rank crashes
+    after that epoch unless the run resumed from a checkpoint), extra."""
     import ray.train
     import ray.train.torch
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -344,21 +374,29 @@ class MLflowEpochs(UserCallback):
         from mlflow import MlflowClient
         from mlflow.entities import Metric
         m = metrics[0]
+        if user_error_of(m):                # bad input: no epoch; the driver reads the tag
+            MlflowClient(self.uri).set_tag(self.run_id, ERROR_TAG, user_error_of(m)[:5000])
+            return
         now = int(time.time() * 1000)
         batch = [Metric(k, v, now, int(m["step"])) for k, v in training_metrics(m).items()]
         MlflowClient(self.uri).log_batch(self.run_id, metrics=batch)
 
 
 def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experiment=tracking.DEFAULT_EXPERIMENT,
-                    run_name=None, device="auto", address=None, storage_path=None, max_failures=2):
+                    run_name=None, device="auto", address=None, storage_path=None, max_failures=2,
+                    save_to=None, progress=True):
     """`python -m platform.train --workers N`: one data-parallel run, recorded in MLflow like
-    run_single's (params, per-epoch metrics, test suite, figures, model); returns the same dict."""
+    run_single's (params, per-epoch metrics, test suite, figures, model); returns the same dict.
+    `save_to` also writes the model there; `progress` says in a line every ~15 s what the run
+    waits for until its first epoch ends."""
     import mlflow
 
+    from .api import save_model
     from .run import log_final
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    data_dir = data_dir_for_workers(data_dir)
     splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)  # fail fast
     connect(address, min_cpus=workers)
     gpus = gpus_for(device, workers, can_grow=bool(cluster_address(address)))
@@ -372,13 +410,59 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
         trainer = make_trainer(cfg, workers=workers, name=f"train-{run.info.run_id}", storage_path=storage_path,
                                gpus_per_worker=gpus, data_dir=data_dir, callbacks=[MLflowEpochs(uri, run.info.run_id)],
                                max_failures=max_failures, score_test=True)
-        result = trainer.fit()
+        with WaitNotice(f"Ray Train run train-{run.info.run_id} ({workers} workers)", uri, run.info.run_id,
+                        enabled=progress):
+            result = trainer.fit()
+        mlflow.set_tag("ray.train.path", result.path)
+        error = mlflow.MlflowClient(uri).get_run(run.info.run_id).data.tags.get(ERROR_TAG)
+        if error:
+            raise UserError(f"training ({error})")      # the run ends FAILED, its epochs kept
         test, curve = split_final(result.metrics)
         algorithm = load_trained(result.checkpoint, cfg, splits)
         log_final(algorithm, splits, test, curve, cfg["method"])
-        mlflow.set_tag("ray.train.path", result.path)
+        if save_to:
+            save_model(algorithm, save_to)
     val = {k[4:]: v for k, v in result.metrics.items() if k.startswith("val/")}
     return {"run_id": run.info.run_id, "test": test, "noise": curve, "val": val}
+
+
+class WaitNotice:
+    """While a Ray run has logged no epoch yet (resources, workers starting, a restart), print one
+    line every `every_s` seconds saying so, with the CPUs Ray has free: on a loaded machine a
+    start can take minutes, which must not look like a hang."""
+
+    def __init__(self, what, uri, run_id, every_s=15.0, enabled=True):
+        self.what, self.uri, self.run_id, self.every_s, self.enabled = what, uri, run_id, every_s, enabled
+        self._stop = None
+
+    def _first_epoch_logged(self):
+        from mlflow import MlflowClient
+        try:
+            return "images_per_s" in MlflowClient(self.uri).get_run(self.run_id).data.metrics
+        except Exception:           # a busy store: ask again next time
+            return False
+
+    def _watch(self):
+        import ray
+        start = time.monotonic()
+        while not self._stop.wait(self.every_s):
+            if self._first_epoch_logged():
+                return
+            free = ray.available_resources().get("CPU", 0)
+            total = ray.cluster_resources().get("CPU", 0)
+            print(f"waiting for the first epoch of {self.what}: {time.monotonic() - start:.0f} s so far "
+                  f"(Ray has {free:g} of {total:g} CPUs free)", flush=True)
+
+    def __enter__(self):
+        import threading
+        if self.enabled:
+            self._stop = threading.Event()
+            threading.Thread(target=self._watch, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
 
 
 def gpus_for(device, workers, have=None, can_grow=True):

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pyarrow.fs
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
 from . import tracking
-from .data import load_dataset
-from .distributed import (checkpoint_at, connect, free_placement_group, load_trained, make_trainer,
-                          orphaned_placement_groups, storage_uri)
+from .data import data_dir_for_workers, load_dataset
+from .distributed import (USER_ERROR, checkpoint_at, connect, free_placement_group, load_trained, make_trainer,
+                          orphaned_placement_groups, raise_user_error, storage_uri)
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct
 from .search_space import SearchSpace, parse
@@ -101,6 +102,10 @@ class Progress(Callback):
         print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} started: {values}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if USER_ERROR in result:
+            print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} stopped on bad input: {result[USER_ERROR]}",
+                  flush=True)
+            return
         print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} epoch {result.get('step')}/{self.epochs}: "
               f"val clean {pct(result.get('val/clean'))} worst {pct(result.get(OBJECTIVE))}", flush=True)
 
@@ -110,6 +115,20 @@ class Progress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} failed (see the error above)", flush=True)
+
+
+class StopOnUserError(Stopper):
+    """Bad input met in one trial's workers would be met by every trial: stop the whole sweep."""
+
+    def __init__(self):
+        self.seen = False
+
+    def __call__(self, trial_id, result):
+        self.seen = self.seen or USER_ERROR in result
+        return USER_ERROR in result
+
+    def stop_all(self):
+        return self.seen
 
 
 class FreeOrphanedResources(Callback):
@@ -173,7 +192,7 @@ def build_tuner(opts: SweepOptions, resume=False):
         run_config=tune.RunConfig(name=opts.name, storage_path=opts.storage_path,
                                   callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path), Progress(epochs),
                                              FreeOrphanedResources()],
-                                  failure_config=tune.FailureConfig(max_failures=1), verbose=0),
+                                  stop=StopOnUserError(), failure_config=tune.FailureConfig(max_failures=1), verbose=0),
     )
 
 
@@ -191,6 +210,8 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
     try:
         grid = build_tuner(opts, resume=resume).fit()
         results = list(grid)
+        for r in results:
+            raise_user_error(r.metrics, f"sweep {opts.name}, trial {(r.metrics or {}).get('trial_id')}")
         if len(results) < opts.trials or unfinished_trials(opts.path):
             raise KeyboardInterrupt
         dropped = recorder.drop_orphans([r.metrics["trial_id"] for r in results])
@@ -307,7 +328,7 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
         gpus_per_worker=float(pick("gpus_per_worker", 0.0)), max_concurrent=pick("max_concurrent", 0),
         seed=pick("seed", 0), grace_period=space.sweep.get("grace_period", 0),
         multi_objective=bool(flags.get("multi_objective")),
-        data_dir=str(Path(flags["data_dir"]).expanduser().resolve()) if flags.get("data_dir") else None,
+        data_dir=data_dir_for_workers(flags.get("data_dir")),
         storage_path=storage_uri(flags.get("storage_path")), tracking_uri=tracking.tracking_uri(flags.get("tracking_uri")),
         experiment=flags.get("experiment") or DEFAULT_EXPERIMENT)
     for key in ("trials", "workers"):
@@ -371,7 +392,8 @@ def load_options(storage_path, name=None) -> SweepOptions:
 def check_same_records(opts, flags):
     """A resumed sweep keeps writing where it started; flags may repeat, not change, that."""
     given = {"tracking_uri": tracking.tracking_uri(flags["tracking_uri"]) if flags.get("tracking_uri") else None,
-             "experiment": flags.get("experiment"), "data_dir": flags.get("data_dir")}
+             "experiment": flags.get("experiment"),
+             "data_dir": data_dir_for_workers(flags["data_dir"]) if flags.get("data_dir") else None}
     for key, value in given.items():
         if value is not None and value != getattr(opts, key):
             raise UserError(f"--resume: sweep {opts.name} uses --{key.replace('_', '-')} {getattr(opts, key)}; "

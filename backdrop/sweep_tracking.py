@@ -12,7 +12,7 @@ from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
 from . import tracking
-from .distributed import checkpoint_at, load_history, training_metrics
+from .distributed import ERROR_TAG, USER_ERROR, checkpoint_at, load_history, training_metrics, user_error_of
 
 SWEEP_TAG, TRIAL_TAG, ROLE_TAG = "backdrop.sweep", "backdrop.trial_id", "backdrop.role"
 PARENT_TAG = "mlflow.parentRunId"
@@ -116,6 +116,9 @@ class MLflowSweepCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id, client = self._run(trial), self.recorder.client
+        if user_error_of(result):           # bad input, met in the trial's workers: no epoch
+            client.set_tag(run_id, ERROR_TAG, user_error_of(result)[:5000])
+            return
         now = int(time.time() * 1000)
         step = int(result.get("step", iteration))
         logged = self._logged_steps(trial, run_id)
@@ -136,6 +139,10 @@ class MLflowSweepCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         finished = bool(trial.last_result.get("last"))
         client, run_id = self.recorder.client, self._run(trial)
+        if USER_ERROR in trial.last_result:
+            client.set_tag(run_id, "backdrop.outcome", "bad input")
+            client.set_terminated(run_id, "FAILED")
+            return
         client.set_tag(run_id, "backdrop.outcome", "completed" if finished else "stopped early (ASHA)")
         client.set_terminated(run_id, "FINISHED")
 

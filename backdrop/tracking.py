@@ -10,8 +10,15 @@ DEFAULT_EXPERIMENT = "backdrop"
 
 
 def tracking_uri(uri=None):
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db; a relative
+    sqlite file or local folder is made absolute here, in the driver, because Ray's processes
+    (a Train controller logging epochs) run in working directories of their own."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri != "sqlite:///:memory:":
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).expanduser().resolve()}"
+    if "://" not in uri and not uri.startswith(("databricks", "file:")):
+        return str(Path(uri).expanduser().resolve())     # a local folder store
+    return uri
 
 
 def setup(uri=None, experiment=DEFAULT_EXPERIMENT):

@@ -32,6 +32,7 @@ def main():
     p.add_argument("--methods", nargs="+", default=["vanilla", "attention", "adversarial"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--tracking-uri")
+    p.add_argument("--limit", type=int, help="keep the first N images of each split (a quick check, not Table 1)")
     p.add_argument("--out", default="reports/table1")
     p.add_argument("--noise-curve", action="store_true",
                    help="also score the 21-rate salt-and-pepper curve (not part of Table 1; ~3x the test suite's time)")
@@ -45,7 +46,7 @@ def main():
     for seed in a.seeds:
         for method in a.methods:
             cfg = load_config(a.config or CONFIGS / f"{a.dataset}_{method}.yaml")
-            cfg = make_config({**cfg, "seed": seed})
+            cfg = make_config({**cfg, "seed": seed, **({"limit": a.limit} if a.limit else {})})
             t0 = time.perf_counter()
             result = run_single(cfg, data_dir=a.data_dir, tracking_uri=a.tracking_uri, experiment=experiment,
                                 run_name=f"{method}-seed{seed}", progress=False,

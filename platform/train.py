@@ -16,6 +16,8 @@ def build_parser():
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
     p.add_argument("--workers", type=int, default=1,
                    help="Ray Train data-parallel workers (1 = plain process, no Ray)")
+    p.add_argument("--storage-path", help="with --workers: where Ray Train keeps checkpoints (s3://... or a shared "
+                                          "folder on a cluster; default: ./ray_results)")
     p.add_argument("--save", metavar="PATH", help="also save the model here (it is always logged to MLflow)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_hparam_flags(p)
@@ -35,7 +37,9 @@ def main(argv=None):
         from backdrop.distributed import run_distributed
         result = run_distributed(cfg, workers=args.workers, data_dir=args.data_dir,
                                  tracking_uri=args.tracking_uri, experiment=args.experiment,
-                                 run_name=args.run_name, device=args.device)
+                                 run_name=args.run_name, device=args.device, save_to=args.save,
+                                 storage_path=args.storage_path,
+                                 progress=not args.quiet)
     else:
         from backdrop.run import run_single
         result = run_single(cfg, data_dir=args.data_dir, tracking_uri=args.tracking_uri, experiment=args.experiment,

@@ -13,7 +13,7 @@ import torch
 from ray.train import UserCallback
 
 from backdrop import distributed
-from conftest import tiny_config
+from conftest import SHARED_DATA, tiny_config
 
 # The recorder below runs in Ray's Train controller, which cannot import this test module.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -187,3 +187,49 @@ def test_run_distributed_on_cuda_shares_the_gpu(tmp_path, tracking_uri):
     assert run.info.status == "FINISHED"
     # what the workers were actually given: half a GPU each on a one-GPU machine
     assert float(run.data.params["gpus_per_worker"]) == min(1.0, have / 2)
+
+
+def corrupt_after_check(src, dest):
+    """A copy of the MNIST folder whose test labels are damaged *after* this process verified
+    them: same size, same mtime, so the driver's check still passes from its cache, while every
+    worker (a fresh process) reads the damaged bytes: bad input only a worker can detect."""
+    import os
+    import shutil
+
+    from backdrop.data import load_dataset
+    shutil.copytree(src, dest)
+    load_dataset("mnist", str(dest), limit=8)
+    victim = dest / "t10k-labels-idx1-ubyte.gz"
+    st = victim.stat()
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return victim
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"MNIST files not at {SHARED_DATA}")
+def test_bad_input_in_a_worker_is_not_retried(tmp_path, tracking_uri):
+    victim = corrupt_after_check(SHARED_DATA / "mnist", tmp_path / "mnist")
+    cfg = tiny_config(dataset="mnist", method="vanilla", limit=64, batch_size=16)
+    log = tmp_path / "reports.jsonl"
+    t0 = time.time()
+    distributed.make_trainer(cfg, workers=2, name="bad", storage_path=str(tmp_path / "ray"),
+                                      data_dir=str(tmp_path / "mnist"), callbacks=[Recorder(log)],
+                                      max_failures=2).fit()
+    entries = read(log)
+    assert not [e for e in entries if "errors" in e], entries          # no worker failed: no retry
+    [entry] = entries                                                   # one report, from one attempt
+    assert {r["rank"] for r in entry["reports"]} == {0, 1}
+    assert all(victim.name in r[distributed.USER_ERROR] for r in entry["reports"])
+    with pytest.raises(distributed.UserError, match=victim.name) as e:
+        distributed.raise_user_error(entry["reports"][0], "training")
+    assert "\n" not in str(e.value) and "(worker 0: " in str(e.value)
+    # the whole path: the driver's one line, and the MLflow run FAILED with the message as a tag
+    with pytest.raises(distributed.UserError, match=victim.name):
+        distributed.run_distributed(cfg, workers=2, data_dir=str(tmp_path / "mnist"), tracking_uri=tracking_uri,
+                                    experiment="bad", device="cpu", storage_path=str(tmp_path / "ray2"))
+    client = mlflow.MlflowClient(tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("bad").experiment_id])
+    assert run.info.status == "FAILED" and victim.name in run.data.tags["backdrop.error"]
+    assert time.time() - t0 < 300
