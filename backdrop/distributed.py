@@ -236,7 +236,10 @@ def worker_loop(config):
         train_worker(config)
     except UserError as e:
         ctx = ray.train.get_context()
-        ray.train.report({USER_ERROR: str(e), "rank": ctx.get_world_rank(), **config.get("extra", {})})
+        # Tune checks every result for its scheduler's metric: give the validation keys every
+        # epoch reports, as NaN (no epoch was scored), and step 0.
+        ray.train.report({USER_ERROR: str(e), "rank": ctx.get_world_rank(), "step": 0,
+                          "val/clean": float("nan"), "val/worst": float("nan"), **config.get("extra", {})})
 
 
 def user_error_of(metrics):

@@ -79,3 +79,35 @@ def test_sweep_trials_read_a_relative_data_dir(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 's.db'}")
     runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)     # the sweep and its trial
+
+
+def test_bad_input_in_a_sweeps_workers_stops_the_sweep_in_one_line(tmp_path):
+    """Data that goes bad after the driver checked it: the first trial's workers meet it, the
+    sweep stops (no retry, no second trial) and says so in one UserError naming the file."""
+    import ray
+
+    from backdrop import sweep
+    from backdrop.errors import UserError
+    from backdrop.search_space import load_space
+    from test_distributed import corrupt_after_check
+    victim = corrupt_after_check(SHARED_DATA / "mnist", tmp_path / "mnist")
+    space = tmp_path / "bad.yaml"
+    space.write_text("sweep: {trials: 2, workers: 1, max_concurrent: 1}\n"
+                     "fixed: {dataset: mnist, method: vanilla, limit: 64, widths: [8, 16, 32], dense: 32,\n"
+                     "        batch_size: 16, augment: false, epochs_f: 1}\n"
+                     "lr_f: {loguniform: [1.0e-3, 2.0e-3]}\n")
+    opts = sweep.new_options(load_space(space), {"name": "bad", "data_dir": str(tmp_path / "mnist"),
+                                                 "storage_path": str(tmp_path / "ray"),
+                                                 "tracking_uri": f"sqlite:///{tmp_path / 'b.db'}"})
+    try:
+        with pytest.raises(UserError, match=victim.name) as e:
+            sweep.run_sweep(opts, device="cpu")
+    finally:
+        ray.shutdown()
+    assert "\n" not in str(e.value) and "sweep bad, trial" in str(e.value)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("backdrop.role") == "trial"]
+    parent = [r for r in runs if r.data.tags.get("backdrop.role") == "sweep"]
+    assert len(trials) == 1 and victim.name in trials[0].data.tags["backdrop.error"]
+    assert trials[0].info.status == "FAILED" and parent[0].info.status == "FAILED"
