@@ -18,6 +18,7 @@ Only this driver writes to MLflow (see remote.py for why); tasks return records.
 import json
 import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,9 @@ def _cause(e):
     return getattr(e, "cause", None) or e
 
 
+WAIT_NOTICE_S = 60.0       # a line while no run has finished for this long
+
+
 def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say):
     """Train `jobs` as Ray tasks; log each run as soon as its task returns. {key: run_id}."""
     done, failures = {}, []
@@ -130,8 +134,14 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say):
         cpus = int(ray.cluster_resources().get("CPU", 0))
         say(f"training {len(jobs)} run(s) as Ray tasks on {cpus} CPU(s), 1 CPU each")
         pending = {remote.train_task.remote(j.cfg, data_dir): j for j in jobs}
+        started = time.monotonic()
         while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_NOTICE_S)
+            if not ready:       # a long run, or tasks queued for CPUs: say so, never look hung
+                say(f"  waiting: {len(pending)} run(s) not finished after {time.monotonic() - started:.0f} s "
+                    f"(Ray has {ray.available_resources().get('CPU', 0):g} of {cpus} CPUs free)")
+                continue
+            [ref] = ready
             job = pending.pop(ref)
             name = f"{job.spec} seed {job.seed}"
             try:

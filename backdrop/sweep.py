@@ -92,16 +92,30 @@ def total_epochs(cfg):
 
 
 class Progress(Callback):
-    """One line per trial event on the console (Tune's own tables are switched off)."""
+    """One line per trial event on the console (Tune's own tables are switched off), and, while
+    trials wait for resources with nothing else to report, one line every `every_s` seconds."""
 
-    def __init__(self, epochs):
-        self.epochs = epochs
+    def __init__(self, epochs, every_s=15.0):
+        self.epochs, self.every_s = epochs, every_s
+        self._last = time.monotonic()
+
+    def on_step_begin(self, iteration, trials, **info):
+        waiting = [t for t in trials if t.status == "PENDING"]
+        if waiting and time.monotonic() - self._last >= self.every_s:
+            import ray
+            self._last = time.monotonic()
+            print(f"[{time.strftime('%H:%M:%S')}] waiting: {len(waiting)} trial(s) pending, "
+                  f"{sum(t.status == 'RUNNING' for t in trials)} running (Ray has "
+                  f"{ray.available_resources().get('CPU', 0):g} of {ray.cluster_resources().get('CPU', 0):g} "
+                  "CPUs free)", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self._last = time.monotonic()
         values = " ".join(f"{k}={fmt(v)}" for k, v in sorted(trial.config.items()))
         print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} started: {values}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._last = time.monotonic()
         if USER_ERROR in result:
             print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} stopped on bad input: {result[USER_ERROR]}",
                   flush=True)
