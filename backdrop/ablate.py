@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from . import remote, specs as S, tracking
+from .distributed import cpus_free
 from .backgrounds import TEST_FAMILIES
 from .errors import UserError
 from .stats import PairedDelta, mean_sd, paired_delta
@@ -139,7 +140,7 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say):
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_NOTICE_S)
             if not ready:       # a long run, or tasks queued for CPUs: say so, never look hung
                 say(f"  waiting: {len(pending)} run(s) not finished after {time.monotonic() - started:.0f} s "
-                    f"(Ray has {ray.available_resources().get('CPU', 0):g} of {cpus} CPUs free)")
+                    f"({cpus_free()})")
                 continue
             [ref] = ready
             job = pending.pop(ref)

@@ -77,6 +77,13 @@ def connect(address=None, min_cpus=1):
         raise UserError(f"cannot connect to the Ray cluster at {address!r}: {e}") from None
 
 
+def cpus_free():
+    """'Ray has F of T CPUs free': what every wait line says, so a slow start reads as a queue."""
+    import ray
+    return (f"Ray has {ray.available_resources().get('CPU', 0):g} of "
+            f"{ray.cluster_resources().get('CPU', 0):g} CPUs free")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -377,8 +384,9 @@ class MLflowEpochs(UserCallback):
         from mlflow import MlflowClient
         from mlflow.entities import Metric
         m = metrics[0]
-        if user_error_of(m):                # bad input: no epoch; the driver reads the tag
-            MlflowClient(self.uri).set_tag(self.run_id, ERROR_TAG, user_error_of(m)[:5000])
+        error = user_error_of(m)
+        if error:                           # bad input: no epoch; the driver reads the tag
+            MlflowClient(self.uri).set_tag(self.run_id, ERROR_TAG, error[:5000])
             return
         now = int(time.time() * 1000)
         batch = [Metric(k, v, now, int(m["step"])) for k, v in training_metrics(m).items()]
@@ -446,15 +454,12 @@ class WaitNotice:
             return False
 
     def _watch(self):
-        import ray
         start = time.monotonic()
         while not self._stop.wait(self.every_s):
             if self._first_epoch_logged():
                 return
-            free = ray.available_resources().get("CPU", 0)
-            total = ray.cluster_resources().get("CPU", 0)
             print(f"waiting for the first epoch of {self.what}: {time.monotonic() - start:.0f} s so far "
-                  f"(Ray has {free:g} of {total:g} CPUs free)", flush=True)
+                  f"({cpus_free()})", flush=True)
 
     def __enter__(self):
         import threading

@@ -25,7 +25,7 @@ from ray.tune.stopper import Stopper
 
 from . import tracking
 from .data import data_dir_for_workers, load_dataset
-from .distributed import (USER_ERROR, checkpoint_at, connect, free_placement_group, load_trained, make_trainer,
+from .distributed import (USER_ERROR, checkpoint_at, connect, cpus_free, free_placement_group, load_trained, make_trainer,
                           orphaned_placement_groups, raise_user_error, storage_uri)
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct
@@ -102,12 +102,9 @@ class Progress(Callback):
     def on_step_begin(self, iteration, trials, **info):
         waiting = [t for t in trials if t.status == "PENDING"]
         if waiting and time.monotonic() - self._last >= self.every_s:
-            import ray
             self._last = time.monotonic()
             print(f"[{time.strftime('%H:%M:%S')}] waiting: {len(waiting)} trial(s) pending, "
-                  f"{sum(t.status == 'RUNNING' for t in trials)} running (Ray has "
-                  f"{ray.available_resources().get('CPU', 0):g} of {ray.cluster_resources().get('CPU', 0):g} "
-                  "CPUs free)", flush=True)
+                  f"{sum(t.status == 'RUNNING' for t in trials)} running ({cpus_free()})", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._last = time.monotonic()
