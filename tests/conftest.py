@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BACKDROP_DATA_DIR", REPO.parent / "shared" / "data"))
+# Absolute: CI sets the relative ../shared/data, and tests copy, link and pass it from other folders.
+SHARED_DATA = Path(os.environ.get("BACKDROP_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 
 
 def tiny_config(**overrides):

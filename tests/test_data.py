@@ -19,8 +19,9 @@ import torch
 from backdrop import data
 from backdrop.errors import UserError
 
+# Absolute, because dataset_copy symlinks to it and a relative target would resolve from tmp_path.
 SHARED_DATA = Path(os.environ.get("BACKDROP_DATA_DIR")
-                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
 MNIST_DIR = SHARED_DATA / "mnist"
 needs_mnist = pytest.mark.skipif(
     not all((MNIST_DIR / f).is_file() for f in data.FILES.values()),
