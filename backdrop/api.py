@@ -2,9 +2,12 @@
 
     from backdrop.api import load_model
     model = load_model("model.pt")          # a file saved by `python -m platform.train`
+    model = load_model("models:/backdrop-quick@champion")   # or runs:/<run id>/model
     logits = model(x)                       # x: N×C×32×32 float tensor in [0, 1] → N×classes
     model.score(x, y)                       # accuracy on your own backgrounds
 """
+import pickle
+import tempfile
 from pathlib import Path
 
 import torch
@@ -53,11 +56,28 @@ class Model:
 
 
 def load_model(path) -> Model:
+    """A model file, or an MLflow model URI (`runs:/<run id>/model`, `models:/<name>@<alias>`,
+    `models:/<name>/<version>`) read from the current tracking store ($MLFLOW_TRACKING_URI).
+    Only tensors and plain data are unpickled (`weights_only`): a file that would run code on
+    loading is refused."""
+    if str(path).startswith(("runs:/", "models:/")):
+        from .mlflow_model import weights_file
+        with tempfile.TemporaryDirectory(prefix="backdrop-model-") as d:
+            return load_model(weights_file(str(path), d))
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such model file; pass a model.pt saved by platform.train")
+        raise UserError(f"{path}: no such model file; pass a model.pt saved by platform.train, "
+                        "or a runs:/<id>/model or models:/<name>@<alias> URI")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise UserError(f"{path}: not a backdrop model file (UnpicklingError)") from None
+        raise UserError(f"{path}: refused: it holds Python objects besides weights, and loading them "
+                        "could run code; load only model files saved by backdrop") from None
+    except Exception as e:
+        raise UserError(f"{path}: not a backdrop model file ({type(e).__name__})") from None
+    try:
         cfg = make_config(saved["config"], where=str(path))
         algorithm = get_algorithm(cfg["method"])(cfg, saved["in_channels"], saved["n_classes"], saved["size"])
         algorithm.load_state_dict(saved["state"])

@@ -125,7 +125,7 @@ def load_state(checkpoint):
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as d:
-        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)   # no code runs
 
 
 def load_history(checkpoint):
@@ -412,12 +412,12 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
     connect(address, min_cpus=workers)
     gpus = gpus_for(device, workers, can_grow=bool(cluster_address(address)))
     uri = tracking.setup(tracking_uri, experiment)
-    tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(),
-            "backdrop.workers": str(workers), "backdrop.launcher": "ray-train"}
+    tags = tracking.run_tags(cfg, **{"backdrop.workers": workers, "backdrop.launcher": "ray-train"})
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         mlflow.log_params(tracking.config_params(cfg))
         mlflow.log_params({"n_train": len(splits.train.y), "n_val": len(splits.val.y),
                            "n_test": len(splits.test.y), "workers": workers, "gpus_per_worker": gpus})
+        mlflow.MlflowClient(uri).log_inputs(run.info.run_id, datasets=tracking.dataset_inputs(cfg, splits, data_dir))
         trainer = make_trainer(cfg, workers=workers, name=f"train-{run.info.run_id}", storage_path=storage_path,
                                gpus_per_worker=gpus, data_dir=data_dir, callbacks=[MLflowEpochs(uri, run.info.run_id)],
                                max_failures=max_failures, score_test=True)

@@ -30,6 +30,7 @@ def train_record(cfg, data_dir=None, device="cpu"):
     import torch
 
     from .data import load_dataset
+    from .mlflow_model import EXAMPLE_ROWS
     from .run import final_scores, pick_device, write_final_artifacts
     from .train import train
 
@@ -53,6 +54,8 @@ def train_record(cfg, data_dir=None, device="cpu"):
         "epochs": epochs, "test": test, "noise": curve,
         "val": epochs[-1]["val"] if epochs else {},
         "artifacts": artifacts,
+        "example": splits.test.x[:EXAMPLE_ROWS].numpy(),     # the MLflow Model's input example
+        "datasets": tracking.dataset_inputs(cfg, splits, data_dir),
         "start": start, "end": now_ms(),
         "host": socket.gethostname(), "threads": torch.get_num_threads(),
     }
@@ -81,8 +84,7 @@ def record_metrics(record):
 def log_record(client, experiment_id, record, *, run_name=None, tags=None, parent_run_id=None):
     """Write one record as a finished MLflow run (the driver's job); returns the run id."""
     cfg = record["cfg"]
-    all_tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(),
-                "host": record["host"], **(tags or {})}
+    all_tags = tracking.run_tags(cfg, host=record["host"], **(tags or {}))
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, start_time=record["start"], run_name=run_name,
@@ -92,6 +94,7 @@ def log_record(client, experiment_id, record, *, run_name=None, tags=None, paren
         params = [Param(k, str(v)) for k, v in record["params"].items()]
         for i in range(0, len(params), 100):
             client.log_batch(run_id, params=params[i:i + 100])
+        client.log_inputs(run_id, datasets=record["datasets"])
         metrics = record_metrics(record)
         for i in range(0, len(metrics), MLFLOW_BATCH):
             client.log_batch(run_id, metrics=metrics[i:i + MLFLOW_BATCH])
@@ -100,7 +103,14 @@ def log_record(client, experiment_id, record, *, run_name=None, tags=None, paren
                 p = Path(d) / rel
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_bytes(data)
-            client.log_artifacts(run_id, d)
+            # The MLflow Model API logs to the active run: this run, briefly, in this (the only
+            # writing) process.
+            import mlflow
+
+            from .run import log_artifacts_and_model
+            mlflow.set_tracking_uri(client.tracking_uri)
+            with mlflow.start_run(run_id=run_id):
+                log_artifacts_and_model(d, record["example"])
     except BaseException:
         client.set_terminated(run_id, "FAILED")    # never mistaken for a finished run on resume
         raise

@@ -7,11 +7,13 @@ from pathlib import Path
 import mlflow
 import torch
 
-from . import figures, tracking
+from . import figures, mlflow_model, tracking
 from .api import save_model
 from .data import load_dataset
 from .evaluate import noise_curve, test_scorer
 from .train import train
+
+WEIGHTS_FILE = "model.pt"     # the model file write_final_artifacts writes (logged as the MLflow Model)
 
 
 def pick_device(name="auto"):
@@ -32,7 +34,7 @@ def final_scores(algorithm, splits, device="cpu", with_noise=True):
 
 
 def write_final_artifacts(algorithm, splits, test, curve, run_label, d):
-    """The run's figures and model, written to the folder `d` (what `log_final` logs; Ray tasks
+    """The run's figures, written to the folder `d`, and its model file, `d/model.pt` (Ray tasks
     that train without an MLflow run write the same files and the driver logs them)."""
     d = Path(d)
     bars = {k: v for k, v in test.items() if k not in ("mean", "worst", "bg_gap")}
@@ -40,17 +42,29 @@ def write_final_artifacts(algorithm, splits, test, curve, run_label, d):
     if curve:
         figures.noise_plot({run_label: curve}, d / "noise_curve.png")
     figures.run_figures(algorithm, splits.test.x[:32].to(next(algorithm.parameters()).device), d)
-    save_model(algorithm, d / "model" / "model.pt")
+    save_model(algorithm, d / WEIGHTS_FILE)
 
 
-def log_final(algorithm, splits, test, curve, run_label):
+def log_artifacts_and_model(d, example, registered_name=None):
+    """Log what write_final_artifacts wrote to `d` to the active run: the figures as files, the
+    model as the MLflow Model `model` (loadable with mlflow.pyfunc). Returns the ModelInfo."""
+    d = Path(d)
+    weights = d / WEIGHTS_FILE
+    for p in sorted(d.rglob("*")):
+        if p.is_file() and p != weights:
+            folder = p.parent.relative_to(d).as_posix()
+            mlflow.log_artifact(str(p), None if folder == "." else folder)
+    return mlflow_model.log_model(weights, example, registered_name)
+
+
+def log_final(algorithm, splits, test, curve, run_label, registered_name=None):
     """Test metrics, the noise curve (step = rate in %), figures and the model, to the active run."""
     mlflow.log_metrics({f"test/{k}": v for k, v in test.items()})
     for rate, acc in curve.items():
         mlflow.log_metric("noise/accuracy", acc, step=round(rate * 100))
     with tempfile.TemporaryDirectory() as d:
         write_final_artifacts(algorithm, splits, test, curve, run_label, d)
-        mlflow.log_artifacts(d)
+        return log_artifacts_and_model(d, splits.test.x[:mlflow_model.EXAMPLE_ROWS], registered_name)
 
 
 def run_single(cfg, *, data_dir=None, tracking_uri=None, experiment=tracking.DEFAULT_EXPERIMENT,
@@ -61,13 +75,14 @@ def run_single(cfg, *, data_dir=None, tracking_uri=None, experiment=tracking.DEF
     splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
     tracking.setup(tracking_uri, experiment)
     device = pick_device(device)
-    all_tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(), **(tags or {})}
+    all_tags = tracking.run_tags(cfg, **(tags or {}))
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     last_val = {}
     with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
         mlflow.log_params(tracking.config_params(cfg))
         mlflow.log_params({"n_train": len(splits.train.y), "n_val": len(splits.val.y), "n_test": len(splits.test.y)})
+        mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=tracking.dataset_inputs(cfg, splits, data_dir))
 
         def on_epoch(end):
             log_epoch(end)

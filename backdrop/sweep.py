@@ -56,6 +56,7 @@ class SweepOptions:
     tracking_uri: str = ""
     experiment: str = DEFAULT_EXPERIMENT
     max_failures: int = 2        # worker failures a Train run recovers from (from its checkpoint)
+    register: str = ""           # registered model that gets the best trial's model ("": none)
 
     @property
     def path(self):
@@ -201,7 +202,7 @@ def build_tuner(opts: SweepOptions, resume=False):
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=opts.trials,
                                     max_concurrent_trials=concurrency(opts)),
         run_config=tune.RunConfig(name=opts.name, storage_path=opts.storage_path,
-                                  callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path), Progress(epochs),
+                                  callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path, opts.data_dir), Progress(epochs),
                                              FreeOrphanedResources()],
                                   stop=StopOnUserError(), failure_config=tune.FailureConfig(max_failures=1), verbose=0),
     )
@@ -274,12 +275,22 @@ def summarize(opts, results, recorder, device):
         best = sorted(pareto_front(done), key=lambda row: -row["val/worst"])
     else:
         best = [max(done, key=lambda row: (row[OBJECTIVE], row["val/clean"]))]
-    for row in best:
-        row["test"] = score_trial(row, runs[row["trial_id"]], opts, recorder, device)
-    return {"name": opts.name, "rows": rows, "best": best, "path": opts.path}
+    registered = None
+    for i, row in enumerate(best):
+        # The top trial (by val/worst) becomes the registered model's champion.
+        row["test"], version = score_trial(row, runs[row["trial_id"]], opts, recorder, device,
+                                           register=opts.register if i == 0 else "")
+        registered = registered or version
+    return {"name": opts.name, "rows": rows, "best": best, "path": opts.path, "registered": registered}
 
 
-def score_trial(row, run_id, opts, recorder, device):
+CHAMPION = "champion"     # the alias of a registered model's current best: models:/NAME@champion
+
+
+def score_trial(row, run_id, opts, recorder, device, register=""):
+    """Score a selected trial on the test suite and log its figures and MLflow Model; with
+    `register`, the model becomes a new version of that registered model, aliased `champion`.
+    Returns (test scores, "NAME/VERSION" or None)."""
     import mlflow
 
     from .run import final_scores, log_final
@@ -289,10 +300,18 @@ def score_trial(row, run_id, opts, recorder, device):
     test, curve = final_scores(algorithm, splits, device)
     tracking.setup(opts.tracking_uri, opts.experiment)
     with mlflow.start_run(run_id=run_id):
-        log_final(algorithm, splits, test, curve, f"trial {row['trial_id']}")
+        info = log_final(algorithm, splits, test, curve, f"trial {row['trial_id']}", registered_name=register or None)
         mlflow.set_tag("backdrop.best", "pareto" if opts.multi_objective else "best")
     recorder.client.set_terminated(run_id, "FINISHED")
-    return test
+    if not register:
+        return test, None
+    version = str(info.registered_model_version)
+    client = recorder.client
+    client.set_registered_model_alias(register, CHAMPION, version)
+    for k, v in {"sweep": opts.name, "trial": row["trial_id"], "val_worst": row["val/worst"],
+                 "val_clean": row["val/clean"], "dataset": cfg["dataset"]}.items():
+        client.set_model_version_tag(register, version, k, str(v))
+    return test, f"{register}/{version}"
 
 
 def tables(summary, searched_keys):
@@ -341,7 +360,11 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
         multi_objective=bool(flags.get("multi_objective")),
         data_dir=data_dir_for_workers(flags.get("data_dir")),
         storage_path=storage_uri(flags.get("storage_path")), tracking_uri=tracking.tracking_uri(flags.get("tracking_uri")),
-        experiment=flags.get("experiment") or DEFAULT_EXPERIMENT)
+        experiment=flags.get("experiment") or DEFAULT_EXPERIMENT,
+        register="" if flags.get("no_register") else check_name(flags.get("register") or default_model_name(space.path),
+                                                                 "--register"))
+    if flags.get("no_register") and flags.get("register"):
+        raise UserError("--register and --no-register contradict each other; keep one")
     for key in ("trials", "workers"):
         if getattr(opts, key) < 1:
             raise UserError(f"--{key} must be at least 1, got {getattr(opts, key)}")
@@ -364,11 +387,17 @@ def resume_command(opts):
     return f"python -m platform.sweep --resume --name {opts.name}{storage}"
 
 
-def check_name(name):
-    """A sweep name is a folder name and an MLflow tag value: keep it plain."""
+def check_name(name, flag="--name"):
+    """A sweep name is a folder name and an MLflow tag value (a model name is a URI part): keep
+    it plain."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+        raise UserError(f"{flag} {name!r}: use letters, digits, '.', '_' and '-' only")
     return name
+
+
+def default_model_name(space_path):
+    """The registered model a sweep's winner joins by default: one per search space."""
+    return f"backdrop-{Path(space_path).stem}"
 
 
 def save_options(opts: SweepOptions):

@@ -50,17 +50,19 @@ class SweepRecorder:
             self.client.update_run(run_id, status="RUNNING")
         return run_id
 
-    def trial(self, trial_id, cfg, extra_tags=None):
-        """The trial's nested run; its params are logged once, when it is created."""
+    def trial(self, trial_id, cfg, extra_tags=None, datasets=None):
+        """The trial's nested run; its params and `datasets` (MLflow DatasetInputs) are logged
+        once, when it is created."""
         run_id = self.find(**{SWEEP_TAG: self.sweep, TRIAL_TAG: trial_id})
         if run_id is None:
-            tags = {PARENT_TAG: self.parent(), SWEEP_TAG: self.sweep, TRIAL_TAG: trial_id, ROLE_TAG: "trial",
-                    "method": cfg["method"], "dataset": cfg["dataset"], "git_commit": tracking.git_commit(),
-                    **(extra_tags or {})}
+            tags = tracking.run_tags(cfg, **{PARENT_TAG: self.parent(), SWEEP_TAG: self.sweep, TRIAL_TAG: trial_id,
+                                             ROLE_TAG: "trial", **(extra_tags or {})})
             run_id = self.client.create_run(self.experiment_id(), run_name=f"{self.sweep}-{trial_id}",
                                             tags=tags).info.run_id
             params = tracking.config_params(cfg)
             self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+            if datasets:
+                self.client.log_inputs(run_id, datasets=datasets)
         else:
             self.client.update_run(run_id, status="RUNNING")
         return run_id
@@ -88,16 +90,26 @@ class MLflowSweepCallback(Callback):
     and its result) is not lost: every checkpoint carries the metrics of all epochs so far, and
     the next result fills the gap from it."""
 
-    def __init__(self, recorder: SweepRecorder, config_of, storage_path):
-        self.recorder, self.config_of, self.storage_path = recorder, config_of, storage_path
-        self._runs, self._tagged, self._steps = {}, set(), {}
+    def __init__(self, recorder: SweepRecorder, config_of, storage_path, data_dir=None):
+        self.recorder, self.config_of, self.storage_path, self.data_dir = recorder, config_of, storage_path, data_dir
+        self._runs, self._tagged, self._steps, self._datasets = {}, set(), {}, {}
 
     def _run(self, trial):
         if trial.trial_id not in self._runs:
+            cfg = self.config_of(trial.config)
             self._runs[trial.trial_id] = self.recorder.trial(
-                trial.trial_id, self.config_of(trial.config),
-                {"searched": ",".join(sorted(trial.config))})
+                trial.trial_id, cfg, {"searched": ",".join(sorted(trial.config))}, self._datasets_of(cfg))
         return self._runs[trial.trial_id]
+
+    def _datasets_of(self, cfg):
+        """The trial's data as MLflow dataset inputs, read once per (dataset, seed, limit): the
+        trials' workers load it themselves, this process only describes it."""
+        from .data import load_dataset
+        key = (cfg["dataset"], cfg["seed"], cfg["limit"])
+        if key not in self._datasets:
+            splits = load_dataset(cfg["dataset"], self.data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+            self._datasets[key] = tracking.dataset_inputs(cfg, splits, self.data_dir)
+        return self._datasets[key]
 
     def _logged_steps(self, trial, run_id):
         if trial.trial_id not in self._steps:
@@ -151,7 +163,10 @@ class MLflowSweepCallback(Callback):
         client.set_tag(run_id, "backdrop.outcome", "error")
         client.set_terminated(run_id, "FAILED")
 
+    def __setstate__(self, state):
+        self.__dict__.update({"data_dir": None, "_datasets": {}, **state})   # saved by an older version
+
     def __getstate__(self):
         # Tune pickles its callbacks with the experiment; caches are rebuilt from MLflow tags.
         return {"recorder": self.recorder, "config_of": self.config_of, "storage_path": self.storage_path,
-                "_runs": {}, "_tagged": set(), "_steps": {}}
+                "data_dir": self.data_dir, "_runs": {}, "_tagged": set(), "_steps": {}, "_datasets": {}}

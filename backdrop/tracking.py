@@ -1,12 +1,17 @@
 """MLflow: where runs are recorded. The default is an embedded sqlite store, `mlflow.db` in the
 working directory — the same store `mlflow ui` opens when started there with no arguments."""
+import functools
 import os
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import mlflow
 
 DEFAULT_EXPERIMENT = "backdrop"
+# An experiment tag the MLflow UI reads to choose its layout: model training, not GenAI traces.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def tracking_uri(uri=None):
@@ -36,6 +41,7 @@ def artifact_location(uri, experiment):
     return None
 
 
+@functools.cache
 def git_commit():
     """The code version runs are tagged with ('unknown' outside a git checkout)."""
     try:
@@ -44,6 +50,46 @@ def git_commit():
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def run_tags(cfg, **extra):
+    """The tags every training run carries: method and dataset, and MLflow's standard source tags
+    (the UI's Source and Version columns) — the command that made it and the git commit."""
+    commit = git_commit()
+    tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": commit,
+            "mlflow.source.type": "LOCAL", "mlflow.source.name": source_name(),
+            "mlflow.user": os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return {**tags, **{k: str(v) for k, v in extra.items()}}
+
+
+def source_name():
+    """The program that made a run, as a user typed it: `platform/train.py` (relative to the
+    working directory when inside it), `benchmarks/table1.py`, ..."""
+    prog = Path(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else Path("python")
+    try:
+        return prog.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(prog)
+
+
+def dataset_inputs(cfg, splits, data_dir=None):
+    """The run's data as MLflow dataset inputs (the UI's Dataset column): one per split, each
+    with its name, a digest of its contents, its source folder and its shape."""
+    from mlflow.data import from_numpy
+    from mlflow.entities import DatasetInput, InputTag
+
+    from .data import resolve_data_dir
+    root = resolve_data_dir(data_dir)
+    source = {"source": str(root)} if root is not None and cfg["dataset"] != "digits" else {}
+    out = []
+    for context, split in (("train", splits.train), ("validation", splits.val), ("test", splits.test)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # "source can be interpreted in multiple ways"
+            ds = from_numpy(split.x.numpy(), targets=split.y.numpy(), name=f"{cfg['dataset']}-{context}", **source)
+        out.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)]))
+    return out
 
 
 def config_params(cfg):
@@ -61,7 +107,11 @@ def experiment_id(client, name):
     from .errors import UserError
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name))
+        return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name),
+                                        tags=EXPERIMENT_KIND)
     if exp.lifecycle_stage != "active":
         raise UserError(f"MLflow experiment '{name}' is deleted; restore it or choose another name")
+    for k, v in EXPERIMENT_KIND.items():
+        if k not in exp.tags:                   # made by an older version, or by hand
+            client.set_experiment_tag(exp.experiment_id, k, v)
     return exp.experiment_id

@@ -11,7 +11,8 @@ not the others. Only validation data chose the rule; the test columns are read, 
 """
 import argparse
 import platform as _platform_check  # noqa: F401  (run from the repo root: the shim must serve it)
-import tempfile
+
+import mlflow
 
 from backdrop.api import load_model
 from backdrop.backgrounds import SHAPE_FAMILIES, STROKE_FAMILIES, TEST_FAMILIES
@@ -25,14 +26,14 @@ FLAG_BELOW = 0.95
 TEST_FLOOR = 0.95
 
 
-def rescore(client, run, data_dir):
+def rescore(run, data_dir):
+    """Validation accuracies of a run's model, or None when the run has no model (a failed run,
+    a report): an MLflow Model `model`, or an older run's model/model.pt."""
     params = run.data.params
-    with tempfile.TemporaryDirectory() as d:
-        try:
-            path = client.download_artifacts(run.info.run_id, "model/model.pt", d)
-        except Exception as e:
-            raise UserError(f"run {run.info.run_id} has no model/model.pt artifact ({type(e).__name__})") from None
-        model = load_model(path)
+    try:
+        model = load_model(f"runs:/{run.info.run_id}/model")
+    except UserError:
+        return None
     limit = int(params.get("limit") or 0) or None
     splits = load_dataset(params["dataset"], data_dir, seed=int(params["seed"]), limit=limit)
     return validation_scorer(splits)(model.algorithm.predict)
@@ -59,11 +60,12 @@ def main():
     rows = []
     for uri in a.tracking_uri:
         client, _ = open_store(uri)
+        mlflow.set_tracking_uri(client.tracking_uri)
         for exp in _experiments(client, a.experiment):
             for run in find_runs(client, [exp.experiment_id]):
-                if "model/model.pt" not in {f.path for f in client.list_artifacts(run.info.run_id, "model")}:
+                val = rescore(run, a.data_dir)
+                if val is None:
                     continue
-                val = rescore(client, run, a.data_dir)
                 fams = {f: val[f] for f in SHAPE_FAMILIES + STROKE_FAMILIES}
                 weakest = min(fams, key=fams.get)
                 flagged = val["worst"] < FLAG_BELOW
