@@ -118,8 +118,10 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
 
 
 def load_yaml(path) -> dict:
-    """Read a YAML mapping; a missing file or a syntax error is a one-line UserError."""
-    path = Path(path)
+    """Read a YAML mapping; a missing file or a syntax error is a one-line UserError. A shipped
+    file (`search_spaces/quick.yaml`, `configs/table1/…`) is found from any directory."""
+    from .shipped import find
+    path = find(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:

@@ -22,11 +22,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import shipped
 from .data import DATASETS
 from .errors import UserError
 from .hparams import check_value, load_yaml, make_config
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "ablations"   # the checkout's (editable install)
+DEFAULT_DIR = shipped.folder("ablations")
 DEFAULT_REFERENCE = "adversarial"
 SPEC_KEYS = ("description", "changes", "reference", "seeds", "budget")
 NOT_SETTABLE = ("dataset", "seed")        # chosen per run (--dataset, --seeds), never in a spec
@@ -144,8 +145,7 @@ def load_spec(path) -> Spec:
 
 def load_specs(folder=None) -> dict:
     """Every `*.yaml` in the folder, validated, with references checked; {name: Spec}."""
-    # Without --specs: the checkout's ablations/, else ./ablations (backdrop installed elsewhere).
-    folder = Path(folder) if folder else DEFAULT_DIR if DEFAULT_DIR.is_dir() else Path("ablations")
+    folder = Path(folder) if folder else DEFAULT_DIR
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder of ablation specs")
     specs = {}

@@ -1,52 +1,6 @@
-"""python -m platform.train — one training run of a method, logged to MLflow.
-
-Thin command line over backdrop.run.run_single; see `--help`."""
-from backdrop.cli import Parser, add_hparam_flags, hparam_overrides, run_main
-
-
-def build_parser():
-    p = Parser(prog="python -m platform.train",
-               description="Train one method (vanilla, attention, adversarial) and log it to MLflow.")
-    p.add_argument("--config", help="YAML file of hyperparameters (flags override it)")
-    p.add_argument("--data-dir", help="folder with the IDX .gz files (or $BACKDROP_DATA_DIR); "
-                                      "otherwise they are downloaded and checksum-checked")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
-    p.add_argument("--experiment", default="backdrop", help="MLflow experiment (default: backdrop)")
-    p.add_argument("--run-name", help="MLflow run name")
-    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="Ray Train data-parallel workers (1 = plain process, no Ray)")
-    p.add_argument("--storage-path", help="with --workers: where Ray Train keeps checkpoints (s3://... or a shared "
-                                          "folder on a cluster; default: ./ray_results)")
-    p.add_argument("--save", metavar="PATH", help="also save the model here (it is always logged to MLflow)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    add_hparam_flags(p)
-    return p
-
-
-def main(argv=None):
-    from backdrop.hparams import load_yaml, make_config
-
-    args = build_parser().parse_args(argv)
-    overrides = load_yaml(args.config) if args.config else {}
-    cfg = make_config({**overrides, **hparam_overrides(args)}, where=args.config or "command line")
-    if args.workers < 1:
-        from backdrop.errors import UserError
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    if args.workers > 1:
-        from backdrop.distributed import run_distributed
-        result = run_distributed(cfg, workers=args.workers, data_dir=args.data_dir,
-                                 tracking_uri=args.tracking_uri, experiment=args.experiment,
-                                 run_name=args.run_name, device=args.device, save_to=args.save,
-                                 storage_path=args.storage_path,
-                                 progress=not args.quiet)
-    else:
-        from backdrop.run import run_single
-        result = run_single(cfg, data_dir=args.data_dir, tracking_uri=args.tracking_uri, experiment=args.experiment,
-                            run_name=args.run_name, device=args.device, progress=not args.quiet, save_to=args.save)
-    from backdrop.results import print_run_summary
-    print_run_summary(cfg, result)
-
+"""`python -m platform.train`: the command line of backdrop/commands/train.py (also `backdrop train`)."""
+from backdrop.cli import run_main
+from backdrop.commands.train import main
 
 if __name__ == "__main__":
     run_main("platform.train", main)
