@@ -34,3 +34,11 @@ def test_cluster_yaml_layout(cluster):
     assert any("pip install" in c and "/home/ubuntu/backdrop" in c for c in cluster["setup_commands"])
     server = " ".join(cluster["head_start_ray_commands"])
     assert "mlflow server" in server and "--backend-store-uri sqlite:" in server and "s3://" in server
+    # the sqlite store survives the head: restored from S3 before the server starts, kept copied there
+    commands = cluster["head_start_ray_commands"]
+    order = [next(i for i, c in enumerate(commands) if what in c)
+             for what in ("backdrop store restore", "mlflow server", "backdrop store keep")]
+    assert order == sorted(order), commands
+    db = "/home/ubuntu/mlflow/mlflow.db"
+    assert all(f"--store {db} --copy s3://" in commands[i] for i in (order[0], order[2]))
+    assert f"sqlite:///{db}" in commands[order[1]]

@@ -8,6 +8,7 @@ import sys
 import time
 
 import mlflow
+import torch
 
 from conftest import REPO
 
@@ -56,10 +57,17 @@ def trial_runs(tmp_path, name):
         [r for r in runs if r.data.tags["backdrop.role"] == "sweep"]
 
 
-def test_interrupted_sweep_resumes_without_duplicate_runs(tmp_path):
+def test_interrupted_sweep_resumes_without_duplicate_runs(tmp_path, request):
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The store keeper (as cluster.yaml runs it beside the MLflow server) copies the store to
+    # "durable storage" while the sweep writes it; at the end the store's disk is wiped.
+    copy = tmp_path / "durable" / "mlflow.db"
+    keeper = subprocess.Popen([sys.executable, "-m", "platform.store", "keep", "--store", str(tmp_path / "mlflow.db"),
+                               "--copy", str(copy), "--every", "1"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    request.addfinalizer(lambda: keeper.poll() is None and keeper.kill())
     proc = subprocess.Popen(sweep_cmd(tmp_path, "--space", str(space), "--name", "tiny"), cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen, deadline = [], time.time() + 240
@@ -99,7 +107,42 @@ def test_interrupted_sweep_resumes_without_duplicate_runs(tmp_path):
     best = [r for r in runs if "backdrop.best" in r.data.tags]
     assert len(best) == 1 and "test/clock" in best[0].data.metrics
     assert parents[0].data.tags["best_trials"] == best[0].data.tags["backdrop.trial_id"]
-    assert "model" in {a.path for a in client.list_artifacts(best[0].info.run_id)}
+    # the winner's MLflow Model is the champion of the space's registered model
+    assert "alias 'champion'" in resumed.stdout
+    version = client.get_model_version_by_alias("backdrop-tiny", "champion")
+    assert version.run_id == best[0].info.run_id and version.tags["sweep"] == "tiny"
+    mlflow.set_tracking_uri(client.tracking_uri)
+    from backdrop.api import load_model
+    champion = load_model("models:/backdrop-tiny@champion")
+    x = torch.rand(3, 1, 32, 32)
+    assert torch.equal(champion(x), load_model(f"runs:/{best[0].info.run_id}/model")(x))
+    # A sweep's runs are all there after the store's disk is wiped and the store comes back.
+    time.sleep(3)                                     # the keeper's next check sees the last writes
+    keeper.send_signal(signal.SIGTERM)
+    assert keeper.wait(timeout=60) == 0, keeper.stdout.read()
+    record = store_snapshot(client)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.exists(f"{tmp_path / 'mlflow.db'}{suffix}"):
+            os.remove(f"{tmp_path / 'mlflow.db'}{suffix}")
+    restored = subprocess.run([sys.executable, "-m", "platform.store", "restore", "--store", str(tmp_path / "mlflow.db"),
+                               "--copy", str(copy)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert restored.returncode == 0 and "restored" in restored.stdout, restored.stderr
+    # a new connection to the restored file, as a restarted server opens (MLflow caches one per URI)
+    assert store_snapshot(mlflow.MlflowClient(f"sqlite:///{tmp_path}/./mlflow.db")) == record
+    # every trial run names its data (the UI's Dataset column) and its source
+    for run in runs:
+        contexts = {d.tags[0].value for d in run.inputs.dataset_inputs}
+        assert contexts == {"train", "validation", "test"}, run.inputs
+        assert run.data.tags["mlflow.source.name"] == "platform/sweep.py"
+
+
+def store_snapshot(client):
+    """Every run of the sweep experiment: id, status, tags, params, and every metric's history."""
+    exp = client.get_experiment_by_name("sweeps")
+    return sorted((r.info.run_id, r.info.status, sorted(r.data.tags.items()), sorted(r.data.params.items()),
+                   sorted((k, [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, k)])
+                          for k in r.data.metrics))
+                  for r in client.search_runs([exp.experiment_id]))
 
 
 def test_trial_record_fills_epochs_whose_report_was_lost(tmp_path):
