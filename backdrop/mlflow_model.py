@@ -83,6 +83,8 @@ def weights_file(uri, d):
     from mlflow.exceptions import MlflowException
 
     from .errors import UserError
+    from .tracking import tracking_uri
+    tracking_uri(mlflow.get_tracking_uri())         # an unreachable server: one line, not minutes of retries
     try:
         with quiet_mlflow():
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=d))

@@ -23,7 +23,27 @@ def tracking_uri(uri=None):
         return f"sqlite:///{Path(uri[len('sqlite:///'):]).expanduser().resolve()}"
     if "://" not in uri and not uri.startswith(("databricks", "file:")):
         return str(Path(uri).expanduser().resolve())     # a local folder store
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
     return uri
+
+
+@functools.cache
+def check_server(uri, timeout_s=10):
+    """A tracking server that does not answer is a one-line error now: MLflow's client would
+    retry each call with back-off for minutes before failing with a traceback."""
+    import urllib.error
+    import urllib.request
+
+    from .errors import UserError
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        pass                                    # it answered (a proxy, an auth wall): reachable
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"cannot reach the MLflow tracking server at {uri} ({reason}); start it "
+                        "(mlflow server) or fix --tracking-uri / $MLFLOW_TRACKING_URI") from None
 
 
 def setup(uri=None, experiment=DEFAULT_EXPERIMENT):

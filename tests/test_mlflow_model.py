@@ -42,8 +42,17 @@ def test_pyfunc_loads_the_run_model_with_its_signature(trained):
     sig = model.metadata.signature
     assert sig.inputs.inputs[0].shape == (-1, 1, 32, 32) and sig.outputs.inputs[0].shape == (-1, 10)
     # the run lists it as its model (the UI's Models column)
-    models = mlflow.MlflowClient(uri).search_logged_models(experiment_ids=[mlflow.get_run(run_id).info.experiment_id])
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(run_id)
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert [m.source_run_id for m in models if m.name == "model"] == [run_id]
+    # ... its data (the Dataset column), its source and version, and the UI's model-training layout
+    inputs = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["test", "train", "validation"] and inputs["train"].name == "digits-train"
+    assert json.loads(inputs["test"].profile)["features_shape"][1:] == [1, 32, 32]
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"] != "unknown"
+    assert run.data.tags["mlflow.source.type"] == "LOCAL"
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_a_model_file_that_would_run_code_is_refused(tmp_path):
@@ -70,6 +79,23 @@ def test_model_uris_that_name_nothing_are_one_line_errors(trained):
             api.load_model(bad)
         msg = str(info.value)
         assert needle in msg and bad in msg and "\n" not in msg, msg
+
+
+def test_an_unreachable_tracking_server_is_one_line_not_minutes_of_retries():
+    from backdrop.distributed import free_port
+    server = f"http://127.0.0.1:{free_port()}"          # nothing listens there
+    start = time.monotonic()
+    proc = run_cli("platform.train", "--tracking-uri", server, "--quiet")
+    assert_one_line_error(proc, "cannot reach the MLflow tracking server", server)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(server)
+    try:
+        with pytest.raises(UserError) as info:
+            api.load_model("models:/anything@champion")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert "cannot reach" in str(info.value)
+    assert time.monotonic() - start < 120
 
 
 def test_mlflow_models_serve_answers_with_the_run_model(trained, tmp_path):
