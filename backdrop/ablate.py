@@ -64,9 +64,9 @@ def open_parent(client, exp_id, plan, commit):
         client.update_run(found.info.run_id, status="RUNNING")
         return found.info.run_id
     spec = plan.spec
-    run = client.create_run(exp_id, run_name=f"{spec.name} vs {plan.reference.name}", tags={
+    run = client.create_run(exp_id, run_name=f"{spec.name} vs {plan.reference.name}", tags=tracking.source_tags(**{
         "ablation": spec.name, "reference": plan.reference.name, "git_commit": commit,
-        "dataset": plan.dataset, "ablation_key": key, "mlflow.note.content": spec.description})
+        "dataset": plan.dataset, "ablation_key": key, "mlflow.note.content": spec.description}))
     params = [Param("reference", plan.reference.name), Param("dataset", plan.dataset)]
     params += [Param(f"change.{k}", str(v)) for k, v in spec.changes.items()]
     params += [Param(f"budget.{k}", str(v)) for k, v in plan.budget.items()]

@@ -233,7 +233,7 @@ def write_report(table: pa.Table, out_dir, header_note=""):
 def log_report(client, out_dir, n_runs, filters, experiment=REPORT_EXPERIMENT):
     """A `report` run holding every file of the report; returns its run id."""
     exp_id = tracking.experiment_id(client, experiment)
-    tags = {"report": "true", "git_commit": tracking.git_commit(), **{f"filter.{k}": v for k, v in filters.items()}}
+    tags = tracking.source_tags(report="true", **{f"filter.{k}": v for k, v in filters.items()})
     run = client.create_run(exp_id, run_name="report", tags=tags)
     client.log_param(run.info.run_id, "n_runs", n_runs)
     client.log_artifacts(run.info.run_id, str(out_dir))

@@ -41,8 +41,8 @@ class SweepRecorder:
         """The sweep's run (created on first use); set RUNNING again when a sweep resumes."""
         run_id = self.find(**{SWEEP_TAG: self.sweep, ROLE_TAG: "sweep"})
         if run_id is None:
-            run = self.client.create_run(self.experiment_id(), run_name=self.sweep, tags={
-                SWEEP_TAG: self.sweep, ROLE_TAG: "sweep", "git_commit": tracking.git_commit()})
+            run = self.client.create_run(self.experiment_id(), run_name=self.sweep, tags=tracking.source_tags(**{
+                SWEEP_TAG: self.sweep, ROLE_TAG: "sweep"}))
             run_id = run.info.run_id
             if params:
                 self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])

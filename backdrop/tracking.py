@@ -73,12 +73,21 @@ def git_commit():
 
 
 def run_tags(cfg, **extra):
-    """The tags every training run carries: method and dataset, and MLflow's standard source tags
-    (the UI's Source and Version columns) — the command that made it and the git commit."""
+    """The tags every training run carries: method, dataset and the source tags."""
+    return {"method": cfg["method"], "dataset": cfg["dataset"], **source_tags(**extra)}
+
+
+def source_tags(**extra):
+    """MLflow's standard source tags (the UI's Source, Version and User): the command that made
+    the run, the git commit and the user; plus `git_commit`, which backdrop's own searches use."""
+    import getpass
     commit = git_commit()
-    tags = {"method": cfg["method"], "dataset": cfg["dataset"], "git_commit": commit,
-            "mlflow.source.type": "LOCAL", "mlflow.source.name": source_name(),
-            "mlflow.user": os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"}
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    tags = {"git_commit": commit, "mlflow.source.type": "LOCAL", "mlflow.source.name": source_name(),
+            "mlflow.user": user}
     if commit != "unknown":
         tags["mlflow.source.git.commit"] = commit
     return {**tags, **{k: str(v) for k, v in extra.items()}}
