@@ -229,6 +229,7 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
         dropped = recorder.drop_orphans([r.metrics["trial_id"] for r in results])
         summary = summarize(opts, results, recorder, device)
         summary["dropped_runs"] = dropped
+        summary["experiment_id"] = recorder.experiment_id()
         log_summary(recorder, parent, summary, opts.search_space().params)
     except BaseException as e:
         recorder.client.set_terminated(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")

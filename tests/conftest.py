@@ -39,6 +39,14 @@ def assert_one_line_error(proc, *needles):
         assert needle in lines[0], (needle, lines[0])
 
 
+def logged_model(client, run_id):
+    """The MLflow Model named `model` that a run logged (a LoggedModel: the UI's Models column), or None."""
+    experiment = client.get_run(run_id).info.experiment_id
+    found = [m for m in client.search_logged_models([experiment], filter_string="name = 'model'", max_results=1000)
+             if m.source_run_id == run_id]
+    return found[0] if found else None
+
+
 @pytest.fixture(scope="session")
 def digits():
     from backdrop.data import load_dataset

@@ -13,7 +13,7 @@ import torch
 from ray.train import UserCallback
 
 from backdrop import distributed
-from conftest import SHARED_DATA, tiny_config
+from conftest import SHARED_DATA, logged_model, tiny_config
 
 # The recorder below runs in Ray's Train controller, which cannot import this test module.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -140,7 +140,8 @@ def test_run_distributed_records_mlflow(tmp_path, tracking_uri):
     assert run.data.metrics["test/clean"] == out["test"]["clean"]
     assert len(client.get_metric_history(out["run_id"], "noise/accuracy")) == len(out["noise"])
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
-    assert {"model", "test_backgrounds.png", "noise_curve.png", "masks.png"} <= artifacts
+    assert {"test_backgrounds.png", "noise_curve.png", "masks.png"} <= artifacts
+    assert logged_model(client, out["run_id"]) is not None
 
 
 def test_gpus_shared_when_fewer_than_workers_and_gloo_then():

@@ -77,6 +77,8 @@ def main(argv=None, prog="python -m platform.sweep"):
     label = "Pareto-front trials" if opts.multi_objective else "best trial"
     print(f"\nTest-suite accuracy (%) of the {label} — MLflow experiment '{opts.experiment}', run {opts.name}")
     print(best_md)
+    print(f"\nIn the MLflow UI (`mlflow ui` where the store is): http://127.0.0.1:5000/#/experiments/"
+          f"{summary['experiment_id']}/runs?workflowType=machine_learning — the model-training view")
     if summary.get("registered"):
         name, version = summary["registered"].split("/")
         print(f"\nRegistered as models:/{name}/{version}, alias '{sweep.CHAMPION}': "
