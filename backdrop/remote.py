@@ -105,11 +105,8 @@ def log_record(client, experiment_id, record, *, run_name=None, tags=None, paren
                 p.write_bytes(data)
             # The MLflow Model API logs to the active run: this run, briefly, in this (the only
             # writing) process.
-            import mlflow
-
             from .run import log_artifacts_and_model
-            mlflow.set_tracking_uri(client.tracking_uri)
-            with mlflow.start_run(run_id=run_id):
+            with tracking.resumed_run(client.tracking_uri, run_id):
                 log_artifacts_and_model(d, record["example"])
     except BaseException:
         client.set_terminated(run_id, "FAILED")    # never mistaken for a finished run on resume

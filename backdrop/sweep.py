@@ -299,8 +299,7 @@ def score_trial(row, run_id, opts, recorder, device, register=""):
     splits = load_dataset(cfg["dataset"], opts.data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
     algorithm = load_trained(checkpoint_at(row["checkpoint"], opts.storage_path), cfg, splits, device)
     test, curve = final_scores(algorithm, splits, device)
-    tracking.setup(opts.tracking_uri, opts.experiment)
-    with mlflow.start_run(run_id=run_id):
+    with tracking.resumed_run(opts.tracking_uri, run_id):
         info = log_final(algorithm, splits, test, curve, f"trial {row['trial_id']}", registered_name=register or None)
         mlflow.set_tag("backdrop.best", "pareto" if opts.multi_objective else "best")
     recorder.client.set_terminated(run_id, "FINISHED")

@@ -53,6 +53,15 @@ def setup(uri=None, experiment=DEFAULT_EXPERIMENT):
     return uri
 
 
+def resumed_run(uri, run_id):
+    """`mlflow.start_run(run_id)` for a run made with the client API, in any process: MLflow
+    refuses to resume a run outside the active experiment, so that is set to the run's first."""
+    client = mlflow.MlflowClient(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+    return mlflow.start_run(run_id=run_id)
+
+
 def artifact_location(uri, experiment):
     """For a sqlite store, artifacts go beside the database file (`mlartifacts/<experiment>`),
     not into ./mlruns of whatever folder a command happens to run in; None = MLflow's default."""

@@ -17,7 +17,7 @@ import torch
 from backdrop import api
 from backdrop.errors import UserError
 from backdrop.run import run_single
-from conftest import REPO, assert_one_line_error, run_cli, tiny_config
+from conftest import assert_one_line_error, logged_model, run_cli, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,25 @@ def test_pyfunc_loads_the_run_model_with_its_signature(trained):
     assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"] != "unknown"
     assert run.data.tags["mlflow.source.type"] == "LOCAL"
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_ray_task_record_logs_its_model_whatever_experiment_is_active(tmp_path):
+    """The driver turns a record into a run with the client API, then logs the model through
+    MLflow's fluent API: an experiment made active earlier in the process must not refuse it."""
+    from backdrop.remote import log_record, train_record
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("elsewhere")
+    try:
+        client = mlflow.MlflowClient(uri)
+        record = train_record(tiny_config(method="vanilla", limit=60))
+        run_id = log_record(client, client.create_experiment("records"), record, run_name="r")
+        assert client.get_run(run_id).info.status == "FINISHED" and logged_model(client, run_id) is not None
+        x = torch.from_numpy(record["example"])
+        assert api.load_model(f"runs:/{run_id}/model")(x).shape == (len(x), 10)
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def test_a_model_file_that_would_run_code_is_refused(tmp_path):
