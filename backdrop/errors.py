@@ -3,6 +3,7 @@
 Command-line entry points catch `UserError` and print it without a traceback;
 anything else is a bug and keeps its traceback.
 """
+import os
 import signal
 import sys
 import threading
@@ -32,6 +33,12 @@ def one_line_errors(prog: str):
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:
+        # Output piped into a reader that stopped (`... --list | head`): not an error of ours.
+        # Point stdout at /dev/null so that Python's own flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
     except KeyboardInterrupt as e:
         how = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(f"{prog}: {how}; finished epochs and runs are kept", file=sys.stderr)
