@@ -10,6 +10,7 @@ import pickle
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .algorithms import get_algorithm
@@ -37,7 +38,7 @@ class Model:
 
     def check(self, x):
         if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(x)
+            x = torch.tensor(np.asarray(x, dtype=np.float32))   # a copy: arrays from Ray or MLflow are read-only
         x = x.float()
         if x.dim() != 4 or tuple(x.shape[1:]) != self.shape:
             raise UserError(f"expected a batch of shape N×{'×'.join(map(str, self.shape))}, got {tuple(x.shape)}")
