@@ -20,17 +20,16 @@ from contextlib import closing
 from pathlib import Path
 
 from .errors import UserError
+from .tracking import sqlite_file
 
 
 def db_path(uri_or_path):
     """The database file of `sqlite:///…` or a plain path (absolute, `~` expanded)."""
     text = str(uri_or_path)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///"):]
-    elif "://" in text:
+    if "://" in text and not text.startswith("sqlite:///"):
         raise UserError(f"{text}: only an sqlite store (sqlite:///FILE or a file path) is copied; "
                         "a database server keeps its own backups")
-    return Path(text).expanduser().resolve()
+    return sqlite_file(text) or Path(text).expanduser().resolve()
 
 
 def _filesystem(uri):

@@ -65,9 +65,13 @@ def resumed_run(uri, run_id):
 def artifact_location(uri, experiment):
     """For a sqlite store, artifacts go beside the database file (`mlartifacts/<experiment>`),
     not into ./mlruns of whatever folder a command happens to run in; None = MLflow's default."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts" / experiment).as_uri()
-    return None
+    db = sqlite_file(uri)
+    return (db.parent / "mlartifacts" / experiment).as_uri() if db else None
+
+
+def sqlite_file(uri):
+    """The database file of an `sqlite:///…` URI (absolute), else None."""
+    return Path(uri[len("sqlite:///"):]).expanduser().resolve() if uri.startswith("sqlite:///") else None
 
 
 @functools.cache
