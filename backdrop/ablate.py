@@ -128,13 +128,13 @@ def _cause(e):
 WAIT_NOTICE_S = 60.0       # a line while no run has finished for this long
 
 
-def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say):
+def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, with_noise=True):
     """Train `jobs` as Ray tasks; log each run as soon as its task returns. {key: run_id}."""
     done, failures = {}, []
     with ray_session(address):
         cpus = int(ray.cluster_resources().get("CPU", 0))
         say(f"training {len(jobs)} run(s) as Ray tasks on {cpus} CPU(s), 1 CPU each")
-        pending = {remote.train_task.remote(j.cfg, data_dir): j for j in jobs}
+        pending = {remote.train_task.remote(j.cfg, data_dir, with_noise): j for j in jobs}
         started = time.monotonic()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_NOTICE_S)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .algorithms import get_algorithm
+from .algorithms import get_algorithm, place
 from .errors import UserError
 from .hparams import make_config
 
@@ -82,6 +82,7 @@ def load_model(path) -> Model:
         cfg = make_config(saved["config"], where=str(path))
         algorithm = get_algorithm(cfg["method"])(cfg, saved["in_channels"], saved["n_classes"], saved["size"])
         algorithm.load_state_dict(saved["state"])
+        place(algorithm)
     except UserError:
         raise
     except Exception as e:

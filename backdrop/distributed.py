@@ -26,6 +26,7 @@ from ray.train import UserCallback
 from . import tracking
 from .data import data_dir_for_workers, load_dataset
 from .errors import UserError
+from .algorithms import place
 from .train import build_algorithm
 
 STATE_FILE = "state.pt"          # inside each Ray Train checkpoint directory: the training state
@@ -150,7 +151,7 @@ def load_trained(checkpoint, cfg, splits, device="cpu"):
     from .train import restore
     algorithm = build_algorithm(cfg, splits)
     restore(algorithm, load_state(checkpoint))
-    return algorithm.to(device).eval()
+    return place(algorithm, device).eval()
 
 
 # ---------------------------------------------------------------- the per-worker loop

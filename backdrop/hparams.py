@@ -37,6 +37,8 @@ HPARAMS = {
     "epochs_mask": HParam(5, "phase 2 epochs (mask generator)", low=0),
     "epochs_adv": HParam(10, "phase 3 epochs (adversarial; end-to-end epochs for end_to_end)", low=0),
     "batch_size": HParam(64, "images per step per worker (paper: 8; larger is far faster on a CPU)", low=1, high=4096),
+    "val_every": HParam(1, "score the validation suite every N epochs of a phase, and always at a phase's "
+                           "last epoch (1 = every epoch, as a sweep needs; it never changes the training)", low=1),
     "augment": HParam(True, "rotation, shift, shear and brightness augmentation (same geometry for masks)"),
     # optimisers (Adam)
     "lr_f": HParam(1e-3, "classifier learning rate", low=1e-7, high=1.0),

@@ -25,8 +25,9 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def train_record(cfg, data_dir=None, device="cpu"):
-    """Train one config and return its record (see the module docstring). No MLflow here."""
+def train_record(cfg, data_dir=None, device="cpu", with_noise=True):
+    """Train one config and return its record (see the module docstring). No MLflow here.
+    `with_noise=False` skips the noise curve (three times the test suite's cost)."""
     import torch
 
     from .data import load_dataset
@@ -43,7 +44,7 @@ def train_record(cfg, data_dir=None, device="cpu"):
         epochs.append({"step": end.step, "time": now_ms(), "metrics": end.metrics(), "val": dict(end.val)})
 
     algorithm = train(cfg, splits, on_epoch=on_epoch, device=device, progress=False)
-    test, curve = final_scores(algorithm, splits, device)
+    test, curve = final_scores(algorithm, splits, device, with_noise)
     with tempfile.TemporaryDirectory() as d:
         write_final_artifacts(algorithm, splits, test, curve, cfg["method"], d)
         artifacts = {str(p.relative_to(d)): p.read_bytes() for p in sorted(Path(d).rglob("*")) if p.is_file()}
@@ -62,12 +63,12 @@ def train_record(cfg, data_dir=None, device="cpu"):
 
 
 @ray.remote(num_cpus=1)
-def train_task(cfg, data_dir=None):
+def train_task(cfg, data_dir=None, with_noise=True):
     """One run on one CPU. Ray sets OMP_NUM_THREADS=1 for a 1-CPU task, so torch follows it and
     two tasks on two cores do not fight over threads."""
     import torch
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    return train_record(cfg, data_dir)
+    return train_record(cfg, data_dir, with_noise=with_noise)
 
 
 def record_metrics(record):

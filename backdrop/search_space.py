@@ -113,6 +113,9 @@ def parse(data: dict, where: str) -> SearchSpace:
             raise UserError(f"{where}: '{key}' is given twice (fixed and at the top level)")
         fixed[key] = value
     fixed = {k: check_allowed(k, check_value(k, v, where), where) for k, v in fixed.items()}
+    if "val_every" in params or fixed.get("val_every", 1) != 1:
+        raise UserError(f"{where}: a sweep scores validation every epoch (its scheduler compares trials "
+                        "there); remove 'val_every'")
     if not params:
         raise UserError(f"{where}: nothing to search; give at least one key a distribution "
                         f"({', '.join(DISTRIBUTIONS)})")

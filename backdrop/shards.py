@@ -4,7 +4,7 @@ import torch
 import torch.distributed as dist
 
 
-def map_in_shards(fn, x, chunk=1024):
+def map_in_shards(fn, x, chunk=128):
     """`torch.cat([fn(c) for c in x.split(chunk)])`, computed 1/world per rank under
     torch.distributed (gloo or nccl). `fn` must treat each row independently (per-image
     results), so the split does not change the answer."""

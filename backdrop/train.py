@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .algorithms import get_algorithm
+from .algorithms import get_algorithm, place
 from .augment import Augment
 from .evaluate import validation_scorer
 
@@ -85,7 +85,7 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
           device="cpu", progress=False, algorithm=None):
     """Train `cfg["method"]` on `splits`; returns the algorithm. See the module docstring."""
     algorithm = algorithm or build_algorithm(cfg, splits)
-    algorithm.to(device)
+    place(algorithm, device)
     pos = restore(algorithm, resume_state) if resume_state else Position()
     if wrap is not None:
         algorithm.distribute(wrap)
@@ -133,7 +133,10 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
                     bar.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items()})
             elapsed = time.perf_counter() - t0
             algorithm.eval()
-            val = scorer(algorithm.predict) if scorer else {}
+            # Validation reads the model and changes nothing, so skipping it between checkpoints
+            # of the curve (val_every) leaves the trained model exactly as it would have been.
+            due = (epoch + 1) % cfg["val_every"] == 0 or epoch + 1 == phase.epochs
+            val = scorer(algorithm.predict) if scorer and due else {}
             pos.phase_index, pos.epoch = p_idx, epoch + 1
             if on_epoch:
                 on_epoch(EpochEnd(phase.name, p_idx, epoch, pos.step, {k: v / max(count, 1) for k, v in sums.items()},

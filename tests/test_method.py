@@ -215,6 +215,7 @@ def test_black_and_real_fractions_cannot_exceed_the_batch():
 def test_averaged_f_follows_f_and_survives_a_checkpoint():
     """predict uses the running average of f's weights once the game has begun; the average is
     part of the state a checkpoint saves, so a resumed run continues it instead of restarting."""
+    from backdrop.algorithms import place
     from backdrop.train import checkpoint_state, Position, restore
     cfg = tiny_config(method="adversarial", mask="heuristic", epochs_f=1, epochs_adv=1, limit=256,
                       f_average=0.9)
@@ -227,7 +228,7 @@ def test_averaged_f_follows_f_and_survives_a_checkpoint():
     assert max(diffs) > 0                                       # an average, not a copy of f
     x = small.val.x[:16]
     assert torch.equal(alg.predict(x), alg.f_avg(x))
-    fresh = Adversarial(cfg)
+    fresh = place(Adversarial(cfg))         # the layout train() gives it: same kernels, same floats
     assert not torch.equal(fresh.predict(x), alg.predict(x))
     restore(fresh, checkpoint_state(alg, Position(1, 1, 2)))
     assert int(fresh.f_avg_updates) == steps and torch.equal(fresh.predict(x), alg.predict(x))
@@ -303,3 +304,22 @@ def test_a_resumed_run_is_the_run_it_continues():
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert not torch.equal(saved[2]["model"]["f.head.3.weight"], a["f.head.3.weight"])   # it did train on
+
+
+def test_val_every_scores_fewer_epochs_and_trains_the_same_model():
+    """Validation only reads the model: scoring every other epoch (and each phase's last) must
+    leave the trained weights bit for bit those of a run that scored every epoch."""
+    from backdrop.data import load_dataset
+    small = load_dataset("digits", limit=128)
+    runs = {}
+    for every in (1, 2):
+        scored = []
+        cfg = tiny_config(method="adversarial", mask="heuristic", epochs_f=3, epochs_adv=2, limit=128,
+                          val_every=every)
+        alg = train(cfg, small, on_epoch=lambda end: scored.append((end.phase, end.epoch, bool(end.val))))
+        runs[every] = (alg.state_dict(), scored)
+    assert all(v for _, _, v in runs[1][1])
+    assert runs[2][1] == [("classifier", 0, False), ("classifier", 1, True), ("classifier", 2, True),
+                          ("adversarial", 0, False), ("adversarial", 1, True)]
+    a, b = runs[1][0], runs[2][0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -74,6 +74,8 @@ def test_optuna_draws_valid_configs():
     ({"lr_f": {"uniform": [0.001, 0.01]}, "sweep": {"trials": 0}}, ["'sweep.trials'", ">= 1"]),
     ({"lr_f": {"uniform": [0.001, 0.01]}, "fixed": [1, 2]}, ["'fixed'", "mapping"]),
     ({"epochs_adv": 3}, ["nothing to search"]),
+    ({"lr_f": {"uniform": [0.001, 0.01]}, "val_every": 3}, ["every epoch", "'val_every'"]),
+    ({"val_every": {"int": [1, 3]}}, ["every epoch", "'val_every'"]),
 ])
 def test_bad_spaces_are_one_line_errors(data, needles):
     with pytest.raises(UserError) as e:
