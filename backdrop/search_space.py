@@ -33,7 +33,10 @@ SECTIONS = ("fixed", "sweep")
 ALLOWED = {"tiles": (1, 2, 4, 8)}
 # The sweep section: flag defaults, each (type, lowest allowed value).
 SWEEP_KEYS = {"trials": (int, 1), "workers": (int, 1), "gpus_per_worker": (float, 0.0),
-              "max_concurrent": (int, 0), "seed": (int, 0), "grace_period": (int, 1)}
+              "max_concurrent": (int, 0), "seed": (int, 0), "grace_period": (int, 1), "seeds": (int, 1)}
+# The repeat index Ray Tune's Repeater puts in each trial's config (ray.tune.search.repeater
+# .TRIAL_INDEX): in a sweep over seeds, trial k of a config trains with the config's seed + k.
+SEED_INDEX = "__trial_index__"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class SearchSpace:
         """The full training config of a trial, from its suggested values (as Tune reports them)."""
         values = {k: decode(self.params[k].args, v) if self.params[k].kind == "choice" else v
                   for k, v in suggested.items() if k in self.params}
+        if SEED_INDEX in suggested:
+            values["seed"] = self.fixed.get("seed", 0) + int(suggested[SEED_INDEX])
         return make_config({**self.fixed, **values}, where=f"{self.path} (trial)")
 
     def base_config(self):

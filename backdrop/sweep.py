@@ -4,7 +4,9 @@ everything (sweep_tracking.py). `python -m platform.sweep` is the command line.
 
 The objective never looks at the six test backgrounds: it is `val/worst`, the worst accuracy over
 the *validation* background families (other patterns than the test ones, see backgrounds.py) on
-the validation split, measured after every epoch. `--multi-objective` searches the trade-off
+the validation split, measured after every epoch. With `seeds` > 1 every suggested config trains
+once per seed and its objective is its *worst seed's* final `val/worst` (a config that fails in one
+seed in K loses, however good its mean): the platform's promise is per seed. `--multi-objective` searches the trade-off
 between `val/clean` and `val/worst` and reports the Pareto front instead (no ASHA then: pruning
 needs a single metric). Only the selected trial(s) are then scored on the test suite, from their
 final checkpoint.
@@ -20,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs
+import numpy as np
 from ray.tune import Callback
+from ray.tune.search import Repeater
 from ray.tune.stopper import Stopper
 
 from . import tracking
@@ -29,7 +33,7 @@ from .distributed import (USER_ERROR, checkpoint_at, connect, cpus_free, free_pl
                           orphaned_placement_groups, raise_user_error, storage_uri)
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct
-from .search_space import SearchSpace, parse
+from .search_space import SEED_INDEX, SearchSpace, parse
 from .sweep_tracking import MLflowSweepCallback, SweepRecorder
 
 OBJECTIVE = "val/worst"
@@ -57,6 +61,7 @@ class SweepOptions:
     experiment: str = DEFAULT_EXPERIMENT
     max_failures: int = 2        # worker failures a Train run recovers from (from its checkpoint)
     register: str = ""           # registered model that gets the best trial's model ("": none)
+    seeds: int = 1               # seeds per suggested config; objective: the worst seed's val/worst
 
     @property
     def path(self):
@@ -172,6 +177,22 @@ def concurrency(opts):
     return max(1, fit)
 
 
+class WorstSeed(Repeater):
+    """Ray Tune's Repeater (each suggestion trained `repeat` times, with the repeat index in the
+    trial config: our seed offset), but the searcher learns the *worst* repeat's score, not the
+    mean: Optuna then steers towards configs that hold in every seed."""
+
+    def on_trial_complete(self, trial_id, result=None, **kwargs):
+        group = self._trial_id_to_group[trial_id]
+        score = result.get(self.searcher.metric, np.nan) if result else np.nan
+        group.report(trial_id, score)
+        if group.finished_reporting():
+            scores = np.array(group.scores(), dtype=float)
+            worst = np.nan if np.isnan(scores).all() else (np.nanmin(scores) if self.searcher.mode == "max"
+                                                           else np.nanmax(scores))
+            self.searcher.on_trial_complete(group.primary_trial_id, result={self.searcher.metric: worst}, **kwargs)
+
+
 def build_tuner(opts: SweepOptions, resume=False):
     import optuna
     from ray import tune
@@ -189,6 +210,13 @@ def build_tuner(opts: SweepOptions, resume=False):
         searcher = OptunaSearch(space=space.suggest, metric=list(OBJECTIVES), mode=["max", "max"],
                                 sampler=optuna.samplers.TPESampler(seed=opts.seed))
         scheduler = FIFOScheduler()
+    elif opts.seeds > 1:
+        # No early stopping: ASHA would compare one seed's epochs with another's and cut a
+        # config's seeds unevenly (Ray's Repeater documentation says the same).
+        searcher = WorstSeed(OptunaSearch(space=space.suggest, metric=OBJECTIVE, mode="max",
+                                          sampler=optuna.samplers.TPESampler(seed=opts.seed)),
+                             repeat=opts.seeds, set_index=True)
+        scheduler = FIFOScheduler()
     else:
         searcher = OptunaSearch(space=space.suggest, metric=OBJECTIVE, mode="max",
                                 sampler=optuna.samplers.TPESampler(seed=opts.seed))
@@ -199,7 +227,7 @@ def build_tuner(opts: SweepOptions, resume=False):
     recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=opts.trials,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=opts.trials * opts.seeds,
                                     max_concurrent_trials=concurrency(opts)),
         run_config=tune.RunConfig(name=opts.name, storage_path=opts.storage_path,
                                   callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path, opts.data_dir), Progress(epochs),
@@ -217,14 +245,15 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
     recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
     parent = recorder.parent(params={"space": opts.space_path, "trials": opts.trials, "workers": opts.workers,
                                      "gpus_per_worker": opts.gpus_per_worker, "objective": objective_name(opts),
-                                     "sampler": f"TPE(seed={opts.seed})", "storage": opts.path})
+                                     "sampler": f"TPE(seed={opts.seed})", "storage": opts.path,
+                                     "seeds_per_config": opts.seeds})
     resume = resume and Tuner.can_restore(opts.path)   # killed before Tune saved anything: start it
     try:
         grid = build_tuner(opts, resume=resume).fit()
         results = list(grid)
         for r in results:
             raise_user_error(r.metrics, f"sweep {opts.name}, trial {(r.metrics or {}).get('trial_id')}")
-        if len(results) < opts.trials or unfinished_trials(opts.path):
+        if len(results) < opts.trials * opts.seeds or unfinished_trials(opts.path):
             raise KeyboardInterrupt
         dropped = recorder.drop_orphans([r.metrics["trial_id"] for r in results])
         summary = summarize(opts, results, recorder, device)
@@ -246,7 +275,9 @@ def unfinished_trials(path):
 
 
 def objective_name(opts):
-    return " & ".join(OBJECTIVES) + " (Pareto)" if opts.multi_objective else OBJECTIVE
+    if opts.multi_objective:
+        return " & ".join(OBJECTIVES) + " (Pareto)"
+    return f"{OBJECTIVE}, worst of {opts.seeds} seeds" if opts.seeds > 1 else OBJECTIVE
 
 
 def pareto_front(rows):
@@ -272,7 +303,9 @@ def summarize(opts, results, recorder, device):
     if not done:
         raise UserError(f"sweep {opts.name}: no trial finished its schedule (see the errors above); "
                         f"records are in {opts.path}")
-    if opts.multi_objective:
+    if opts.seeds > 1:
+        best, groups = best_over_seeds(opts, rows)
+    elif opts.multi_objective:
         best = sorted(pareto_front(done), key=lambda row: -row["val/worst"])
     else:
         best = [max(done, key=lambda row: (row[OBJECTIVE], row["val/clean"]))]
@@ -282,7 +315,37 @@ def summarize(opts, results, recorder, device):
         row["test"], version = score_trial(row, runs[row["trial_id"]], opts, recorder, device,
                                            register=opts.register if i == 0 else "")
         registered = registered or version
-    return {"name": opts.name, "rows": rows, "best": best, "path": opts.path, "registered": registered}
+    out = {"name": opts.name, "rows": rows, "best": best, "path": opts.path, "registered": registered}
+    if opts.seeds > 1:
+        out["configs"] = groups
+    return out
+
+
+def best_over_seeds(opts, rows):
+    """Group the trials by their suggested config; a config counts only if every one of its seeds
+    finished, and scores its worst seed's val/worst (ties: its worst val/clean). All seeds of the
+    best config are scored on the test suite (the per-seed picture); the one with the best
+    val/worst, a choice made on validation, becomes the registered model."""
+    groups = {}
+    for row in rows:
+        key = tuple(sorted((k, str(v)) for k, v in row["searched"].items() if k != SEED_INDEX))
+        groups.setdefault(key, []).append(row)
+    summary = []
+    for key, members in groups.items():
+        members.sort(key=lambda r: r["config"]["seed"])
+        complete = len(members) == opts.seeds and all(r["completed"] and r["checkpoint"] for r in members)
+        summary.append({"searched": dict(key), "trials": [r["trial_id"] for r in members],
+                        "seeds": [r["config"]["seed"] for r in members], "complete": complete,
+                        "val/worst": min(r["val/worst"] for r in members),
+                        "val/clean": min(r["val/clean"] for r in members)})
+    complete = [g for g in summary if g["complete"]]
+    if not complete:
+        raise UserError(f"sweep {opts.name}: no config finished all {opts.seeds} of its seeds "
+                        f"(see the errors above); records are in {opts.path}")
+    top = max(complete, key=lambda g: (g["val/worst"], g["val/clean"]))
+    top["best"] = True
+    chosen = sorted((r for r in rows if r["trial_id"] in top["trials"]), key=lambda r: -r["val/worst"])
+    return chosen, summary
 
 
 CHAMPION = "champion"     # the alias of a registered model's current best: models:/NAME@champion
@@ -320,12 +383,23 @@ def tables(summary, searched_keys):
     trial_rows = [[r["trial_id"], "completed" if r["completed"] else ("error" if r["error"] else f"stopped at {r['step']}"),
                    *(fmt(r["searched"].get(k)) for k in keys), pct(r["val/clean"]), pct(r["val/worst"])]
                   for r in summary["rows"]]
-    trials_md = markdown_table(["trial", "outcome", *keys, "val clean", "val worst"], trial_rows)
+    if any(SEED_INDEX in r["searched"] for r in summary["rows"]):
+        trial_rows = [[*row[:2], r["config"]["seed"], *row[2:]] for row, r in zip(trial_rows, summary["rows"])]
+        trials_md = markdown_table(["trial", "outcome", "seed", *keys, "val clean", "val worst"], trial_rows)
+    else:
+        trials_md = markdown_table(["trial", "outcome", *keys, "val clean", "val worst"], trial_rows)
     cols = [c for c in TEST_COLUMNS if c in summary["best"][0]["test"]]
     best_md = markdown_table(["trial", "val clean", "val worst", *(f"test {c}" if c in ("clean", "mean", "worst") else c
                                                                   for c in cols)],
                              [[r["trial_id"], pct(r["val/clean"]), pct(r["val/worst"]), *(pct(r["test"][c]) for c in cols)]
                               for r in summary["best"]])
+    if "configs" in summary:
+        config_md = markdown_table(
+            ["config (trials)", *keys, "seeds", "val worst, worst seed", "chosen"],
+            [[",".join(g["trials"]), *(fmt(g["searched"].get(k)) for k in keys),
+              " ".join(map(str, g["seeds"])) + ("" if g["complete"] else " (incomplete)"),
+              pct(g["val/worst"]), "yes" if g.get("best") else ""] for g in summary["configs"]])
+        trials_md = f"{trials_md}\n\nBy config (the objective: each config's worst seed):\n\n{config_md}"
     return trials_md, best_md
 
 
@@ -338,6 +412,9 @@ def log_summary(recorder, parent, summary, searched_keys):
     best = summary["best"][0]
     client.set_tag(parent, "best_trials", ",".join(r["trial_id"] for r in summary["best"]))
     client.log_metric(parent, "best/val_worst", best["val/worst"])
+    if "configs" in summary:
+        chosen = next(g for g in summary["configs"] if g.get("best"))
+        client.log_metric(parent, "best/val_worst_over_seeds", chosen["val/worst"])
     for k, v in best["test"].items():
         client.log_metric(parent, f"best/test/{k}", v)
     trials_md, best_md = tables(summary, searched_keys)
@@ -356,7 +433,7 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
     opts = SweepOptions(
         name=name, space=space.to_dict(), space_path=space.path, trials=pick("trials", 4), workers=pick("workers", 2),
         gpus_per_worker=float(pick("gpus_per_worker", 0.0)), max_concurrent=pick("max_concurrent", 0),
-        seed=pick("seed", 0), grace_period=space.sweep.get("grace_period", 0),
+        seed=pick("seed", 0), grace_period=space.sweep.get("grace_period", 0), seeds=pick("seeds", 1),
         multi_objective=bool(flags.get("multi_objective")),
         data_dir=data_dir_for_workers(flags.get("data_dir")),
         storage_path=storage_uri(flags.get("storage_path")), tracking_uri=tracking.tracking_uri(flags.get("tracking_uri")),
@@ -365,7 +442,9 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
                                                                  "--register"))
     if flags.get("no_register") and flags.get("register"):
         raise UserError("--register and --no-register contradict each other; keep one")
-    for key in ("trials", "workers"):
+    if opts.seeds > 1 and opts.multi_objective:
+        raise UserError("--seeds and --multi-objective do not combine (the worst seed is one objective); drop one")
+    for key in ("trials", "workers", "seeds"):
         if getattr(opts, key) < 1:
             raise UserError(f"--{key} must be at least 1, got {getattr(opts, key)}")
     if opts.gpus_per_worker < 0 or opts.max_concurrent < 0:

@@ -13,6 +13,7 @@ from ray.tune import Callback
 
 from . import tracking
 from .distributed import ERROR_TAG, USER_ERROR, checkpoint_at, load_history, training_metrics, user_error_of
+from .search_space import SEED_INDEX
 
 SWEEP_TAG, TRIAL_TAG, ROLE_TAG = "backdrop.sweep", "backdrop.trial_id", "backdrop.role"
 PARENT_TAG = "mlflow.parentRunId"
@@ -98,7 +99,7 @@ class MLflowSweepCallback(Callback):
         if trial.trial_id not in self._runs:
             cfg = self.config_of(trial.config)
             self._runs[trial.trial_id] = self.recorder.trial(
-                trial.trial_id, cfg, {"searched": ",".join(sorted(trial.config))}, self._datasets_of(cfg))
+                trial.trial_id, cfg, {"searched": ",".join(sorted(k for k in trial.config if k != SEED_INDEX))}, self._datasets_of(cfg))
         return self._runs[trial.trial_id]
 
     def _datasets_of(self, cfg):

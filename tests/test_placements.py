@@ -63,20 +63,53 @@ def test_table1_benchmark_reads_a_relative_data_dir(tmp_path):
     assert (tmp_path / "report" / "report.md").is_file() and "vanilla seed 0" in proc.stdout
 
 
-def test_sweep_trials_read_a_relative_data_dir(tmp_path):
+def test_sweep_over_seeds_reads_a_relative_data_dir_and_scores_each_config_by_its_worst_seed(tmp_path):
+    """A sweep with `seeds: 2` trains its config once per seed (seeds 5 and 6: the file's seed,
+    then +1), in trials whose workers read a relative data dir; its objective is the worse seed's
+    val/worst, both seeds are scored on the test suite, and the better one on validation is the
+    registered champion."""
     space = tmp_path / "mnist.yaml"
-    space.write_text("sweep: {trials: 1, workers: 1}\n"
+    space.write_text("sweep: {trials: 1, workers: 1, seeds: 2}\n"
                      "fixed: {dataset: mnist, method: vanilla, limit: 64, widths: [8, 16, 32], dense: 32,\n"
-                     "        batch_size: 16, augment: false, epochs_f: 1}\n"
+                     "        batch_size: 16, augment: false, epochs_f: 1, seed: 5}\n"
                      "lr_f: {loguniform: [1.0e-3, 2.0e-3]}\n")
     env = {"BACKDROP_DATA_DIR": rel(SHARED_DATA)}              # the environment's relative path
     proc = run_cli("platform.sweep", "--space", str(space), "--name", "rel", "--storage-path", rel(tmp_path / "ray"),
                    "--tracking-uri", f"sqlite:///{rel(tmp_path / 's.db')}", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Test-suite accuracy" in proc.stdout
+    assert "1 trials x 2 seeds" in proc.stdout and "worst of 2 seeds" in proc.stdout
+    assert "By config" in proc.stdout and "chosen config's 2 seeds" in proc.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 's.db'}")
     runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id])
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)     # the sweep and its trial
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)     # the sweep and its 2 trials
+    trials = sorted((r for r in runs if r.data.tags["backdrop.role"] == "trial"), key=lambda r: r.data.params["seed"])
+    [parent] = [r for r in runs if r.data.tags["backdrop.role"] == "sweep"]
+    assert [t.data.params["seed"] for t in trials] == ["5", "6"]
+    assert trials[0].data.params["lr_f"] == trials[1].data.params["lr_f"]       # one config, two seeds
+    assert all("test/clean" in t.data.metrics for t in trials)                 # both seeds scored on test
+    val = [t.data.metrics["val/worst"] for t in trials]
+    assert parent.data.metrics["best/val_worst_over_seeds"] == min(val)
+    champion = client.get_model_version_by_alias("backdrop-mnist", "champion")
+    assert champion.run_id == trials[val.index(max(val))].info.run_id
+
+
+def test_worst_seed_tells_optuna_the_worst_repeat():
+    """The searcher of a sweep over seeds: Optuna (a real study) learns each config's worst seed."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    from backdrop.search_space import SEED_INDEX
+    from backdrop.sweep import WorstSeed
+
+    def space(trial):
+        trial.suggest_float("lr_f", 1e-3, 1e-2)
+    search = WorstSeed(OptunaSearch(space=space, metric="val/worst", mode="max"), repeat=3)
+    configs = {f"t{i}": search.suggest(f"t{i}") for i in range(6)}
+    assert [c[SEED_INDEX] for c in configs.values()] == [0, 1, 2, 0, 1, 2]
+    assert configs["t0"]["lr_f"] == configs["t2"]["lr_f"] != configs["t3"]["lr_f"]
+    for trial_id, score in zip(configs, (0.9, 0.4, 0.8, 0.7, 0.6, float("nan"))):
+        search.on_trial_complete(trial_id, {"val/worst": score})
+    study = search.searcher._ot_study
+    assert [t.value for t in study.trials] == [0.4, 0.6]          # the worst seed; a missing score is skipped
 
 
 def test_bad_input_in_a_sweeps_workers_stops_the_sweep_in_one_line(tmp_path):

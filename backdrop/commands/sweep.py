@@ -14,7 +14,10 @@ def build_parser(prog="python -m platform.sweep"):
                            "objective: val/worst, the worst validation-background accuracy (never the test backgrounds).")
     p.add_argument("--space", help=f"search-space YAML file (default: {DEFAULT_SPACE}, the small offline sweep; "
                                    "search_spaces/default.yaml is the MNIST sweep)")
-    p.add_argument("--trials", type=int, help="number of trials (default: the file's sweep.trials, else 4)")
+    p.add_argument("--trials", type=int, help="number of configs to try (default: the file's sweep.trials, else 4)")
+    p.add_argument("--seeds", type=int,
+                   help="train each config with this many seeds (the file's seed, +1, ...) and score it by its "
+                        "worst seed's val/worst; no early stopping then (default: file, else 1)")
     p.add_argument("--workers", type=int, help="Ray Train data-parallel workers per trial (default: file, else 2)")
     p.add_argument("--gpus-per-worker", type=float, help="GPUs per worker (default: file, else 0 = CPU)")
     p.add_argument("--max-concurrent", type=int,
@@ -46,7 +49,7 @@ def main(argv=None, prog="python -m platform.sweep"):
     # Validate the space before importing Ray (slow): a bad file is an instant one-line error.
     from backdrop.search_space import load_space
     if args.resume:
-        given = [f for f in ("space", "trials", "workers", "gpus_per_worker", "max_concurrent", "seed")
+        given = [f for f in ("space", "trials", "seeds", "workers", "gpus_per_worker", "max_concurrent", "seed")
                  if getattr(args, f) is not None]
         given += [f for f in ("multi_objective", "register", "no_register") if getattr(args, f)]
         if given:
@@ -64,7 +67,8 @@ def main(argv=None, prog="python -m platform.sweep"):
     else:
         opts = sweep.new_options(space, vars(args))
         sweep.save_options(opts)
-        print(f"sweep {opts.name}: {opts.trials} trials x {opts.workers} workers, objective "
+        per = f" x {opts.seeds} seeds" if opts.seeds > 1 else ""
+        print(f"sweep {opts.name}: {opts.trials} trials{per} x {opts.workers} workers, objective "
               f"{sweep.objective_name(opts)}; if interrupted, continue it with: {sweep.resume_command(opts)}", flush=True)
     try:
         summary = sweep.run_sweep(opts, resume=args.resume, address=args.address, device=pick_device(args.device))
@@ -74,7 +78,8 @@ def main(argv=None, prog="python -m platform.sweep"):
     trials_md, best_md = sweep.tables(summary, opts.search_space().params)
     print(f"\nSweep {opts.name}: trials (validation accuracy %, objective {sweep.objective_name(opts)})")
     print(trials_md)
-    label = "Pareto-front trials" if opts.multi_objective else "best trial"
+    label = ("Pareto-front trials" if opts.multi_objective else
+             f"chosen config's {opts.seeds} seeds" if opts.seeds > 1 else "best trial")
     print(f"\nTest-suite accuracy (%) of the {label} — MLflow experiment '{opts.experiment}', run {opts.name}")
     print(best_md)
     print(f"\nIn the MLflow UI (`mlflow ui` where the store is): http://127.0.0.1:5000/#/experiments/"
