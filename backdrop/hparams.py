@@ -54,6 +54,11 @@ HPARAMS = {
                                   "a sigmoid generator never paints pure black", low=0.0, high=1.0),
     "real_fraction": HParam(0.0, "fraction of each phase-3 batch composited on crops of real photographs "
                                  "(after the black share; the rest is the generator's)", low=0.0, high=1.0),
+    "replay_fraction": HParam(0.0, "fraction of each phase-3 batch composited on past generated backgrounds, "
+                                   "replayed from a buffer (after the black and real shares): f keeps seeing "
+                                   "patterns the generator has moved away from", low=0.0, high=1.0),
+    "replay_size": HParam(2048, "backgrounds the replay buffer holds; each game step stores one of its "
+                                "newest over a random old one", low=1),
     "symmetric_backgrounds": HParam(False, "turn or flip each generated background by a random one of the "
                                            "square's 8 symmetries (the adversary's patterns in every orientation)"),
     "f_average": HParam(0.0, "decay of an exponential moving average of f's weights over the game "
@@ -113,9 +118,10 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
     if cfg["tiles"] not in (1, 2, 4, 8):
         # A 32-px background splits into tiles of 4·2^k px (the generator doubles a 4×4 noise map).
         raise UserError(f"{where}: 'tiles' must be 1, 2, 4 or 8, got {cfg['tiles']}")
-    if cfg["black_fraction"] + cfg["real_fraction"] > 1:
-        raise UserError(f"{where}: 'black_fraction' + 'real_fraction' = "
-                        f"{cfg['black_fraction'] + cfg['real_fraction']:g} is more than the whole batch (1)")
+    shares = cfg["black_fraction"] + cfg["real_fraction"] + cfg["replay_fraction"]
+    if shares > 1:
+        raise UserError(f"{where}: 'black_fraction' + 'real_fraction' + 'replay_fraction' = {shares:g} is more "
+                        "than the whole batch (1)")
     return cfg
 
 

@@ -206,10 +206,36 @@ def test_the_game_builds_its_photograph_bank_when_a_share_is_on_photographs():
     assert torch.isfinite(alg.predict(torch.rand(4, 1, 32, 32))).all()
 
 
-def test_black_and_real_fractions_cannot_exceed_the_batch():
+def test_black_real_and_replay_fractions_cannot_exceed_the_batch():
     from backdrop.hparams import make_config
-    with pytest.raises(UserError, match="'black_fraction' \\+ 'real_fraction' = 1.25 is more than"):
-        make_config({"black_fraction": 0.5, "real_fraction": 0.75})
+    with pytest.raises(UserError, match="'black_fraction' \\+ 'real_fraction' \\+ 'replay_fraction' = 1.25 is more"):
+        make_config({"black_fraction": 0.5, "real_fraction": 0.5, "replay_fraction": 0.25})
+
+
+def test_replay_keeps_one_generated_background_per_step_and_composites_a_share_on_them():
+    """The replay buffer fills with one generated background per game step, then replaces random
+    old ones; composite puts its share of the batch on stored backgrounds; a checkpoint carries
+    the buffer, so a resumed run replays what the interrupted one stored."""
+    from backdrop.data import load_dataset
+    from backdrop.train import Position, checkpoint_state, restore
+    small = load_dataset("digits", limit=128)
+    cfg = tiny_config(mask="heuristic", epochs_f=1, epochs_adv=2, limit=128, replay_fraction=0.25, replay_size=6)
+    alg = train(cfg, small)
+    steps = 2 * (128 // 32)
+    assert int(alg.replay_stored) == steps
+    stored = alg.replay.flatten(1)
+    assert (stored.abs().sum(1) > 0).all() and len(torch.unique(stored, dim=0)) == 6   # full, all different
+    x, m, b = torch.rand(8, 1, 32, 32), (torch.rand(8, 1, 32, 32) > 0.5).float(), torch.rand(8, 1, 32, 32)
+    out = alg.composite(x, m, b)
+    replayed = [next(i for i in range(6) if torch.allclose(out[r], M.composite(x[r:r + 1], m[r:r + 1], alg.replay[i:i + 1])[0]))
+                for r in (0, 1)]                                 # 2 of 8 (a quarter) on stored backgrounds
+    assert len(replayed) == 2
+    assert torch.equal(out[2:], M.composite(x[2:], m[2:], b[2:]))
+    fresh = Adversarial(cfg)
+    restore(fresh, checkpoint_state(alg, Position(1, 2, 3)))
+    assert torch.equal(fresh.replay, alg.replay) and int(fresh.replay_stored) == steps
+    plain = Adversarial(tiny_config(mask="heuristic"))
+    assert "replay" not in plain.state_dict()                    # model files without replay load as before
 
 
 def test_averaged_f_follows_f_and_survives_a_checkpoint():
