@@ -326,6 +326,22 @@ class Adversarial(Algorithm):
             self.bank = torch.cat(parts)
         return self.bank
 
+    DIVERSITY_PAIRS = 16
+
+    def diversity(self, device):
+        """DSGAN's term (Yang et al., ICLR 2019): how far apart f_b's backgrounds are per unit of
+        noise distance, over fresh noise pairs. f_b maximises it (weight `diversity`), so its
+        noise keeps choosing between patterns instead of the game settling on a few. The plain
+        module is called: its gradients join the step's own in the parameters' accumulators,
+        and DDP's wrapped module is never run twice in one step."""
+        k = self.DIVERSITY_PAIRS
+        z = self.f_b.sample_noise(2 * k, self.noise).to(device)
+        b = self.f_b(z)
+        gap_b = (b[:k] - b[k:]).abs().flatten(1).mean(1)
+        zs = z.reshape(2 * k, -1)                      # each image's tiles' noise, in order
+        gap_z = (zs[:k] - zs[k:]).abs().mean(1)
+        return (gap_b / gap_z).mean()
+
     def ascents_due(self):
         """How many f_b steps go with this f step (ascent_per_descent may be fractional)."""
         self.ascent_credit += self.cfg["ascent_per_descent"]
@@ -399,6 +415,10 @@ class Adversarial(Algorithm):
             ce = F.cross_entropy(self.live("f")(self.composite(x, m, GradReverse.apply(b))), y)
             white = self.white_penalty(b)
             total = ce + white + (self.mask_penalty(soft) if with_mask_loss else 0)
+            if self.cfg["diversity"] > 0:
+                div = self.diversity(x.device)
+                total = total - self.cfg["diversity"] * div      # only f_b's weights reach it
+                losses["diversity"] = div.item()
             total.backward()
             self.step(*descend, "f_b")
             self.update_average()
@@ -427,6 +447,8 @@ class Adversarial(Algorithm):
         with frozen(self.f):
             ce = F.cross_entropy(self.f(self.composite(x, m, b)), y)
         loss = -ce + self.white_penalty(b)
+        if self.cfg["diversity"] > 0:
+            loss = loss - self.cfg["diversity"] * self.diversity(x.device)
         loss.backward()
         self.step("f_b")
         return loss.item()

@@ -59,6 +59,9 @@ HPARAMS = {
                                    "patterns the generator has moved away from", low=0.0, high=1.0),
     "replay_size": HParam(2048, "backgrounds the replay buffer holds; each game step stores one of its "
                                 "newest over a random old one", low=1),
+    "diversity": HParam(0.0, "weight of a reward for f_b when different noise gives different backgrounds "
+                             "(mean |b1-b2| / mean |z1-z2| over 16 pairs; DSGAN): against a generator "
+                             "that draws the same few patterns for every z", low=0.0, high=10.0),
     "symmetric_backgrounds": HParam(False, "turn or flip each generated background by a random one of the "
                                            "square's 8 symmetries (the adversary's patterns in every orientation)"),
     "f_average": HParam(0.0, "decay of an exponential moving average of f's weights over the game "

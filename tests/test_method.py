@@ -349,3 +349,31 @@ def test_val_every_scores_fewer_epochs_and_trains_the_same_model():
                           ("adversarial", 0, False), ("adversarial", 1, True)]
     a, b = runs[1][0], runs[2][0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_diversity_moves_only_the_generator_and_rewards_different_backgrounds():
+    """The diversity reward reaches f_b alone: one fused game step moves f exactly as without it
+    and f_b differently; a generator whose noise changes nothing scores 0; the k-ascent path
+    (ascent_per_descent 2) takes it too."""
+    from backdrop.algorithms import place
+    x, y = torch.rand(8, 1, 32, 32), torch.randint(10, (8,))
+    m = (x > 0.5).float()
+    after = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        alg = place(Adversarial(tiny_config(mask="heuristic", diversity=weight)))
+        alg.train()
+        losses = alg.update("adversarial", {"x": x, "y": y, "m": m})
+        after[weight] = ({k: v.clone() for k, v in alg.f.state_dict().items()},
+                         {k: v.clone() for k, v in alg.f_b.state_dict().items()}, losses)
+    assert all(torch.equal(after[0.0][0][k], after[1.0][0][k]) for k in after[0.0][0])
+    assert any(not torch.equal(after[0.0][1][k], after[1.0][1][k]) for k in after[0.0][1])
+    assert after[1.0][2]["diversity"] > 0 and "diversity" not in after[0.0][2]
+    flat = Adversarial(tiny_config(mask="heuristic", diversity=1.0))
+    with torch.no_grad():
+        for p in flat.f_b.parameters():
+            p.zero_()                                           # sigmoid(0) = 0.5 for every z
+    assert flat.diversity("cpu").item() == 0.0
+    two = Adversarial(tiny_config(mask="heuristic", diversity=1.0, ascent_per_descent=2.0))
+    two.train()
+    assert "loss_b" in two.update("adversarial", {"x": x, "y": y, "m": m})
