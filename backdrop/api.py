@@ -18,13 +18,18 @@ from .errors import UserError
 from .hparams import make_config
 
 
+# State a predictor never reads (the game's replay buffer: megabytes), left out of model files;
+# checkpoints keep it, since a resumed run needs it.
+TRAINING_ONLY = ("replay",)
+
+
 def save_model(algorithm, path):
     """Everything needed to rebuild the predictor: the config, the shapes and all weights."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v for k, v in algorithm.state_dict().items() if not k.startswith(TRAINING_ONLY)}
     torch.save({"config": algorithm.cfg, "in_channels": algorithm.in_channels,
-                "n_classes": algorithm.n_classes, "size": algorithm.size,
-                "state": algorithm.state_dict()}, path)
+                "n_classes": algorithm.n_classes, "size": algorithm.size, "state": state}, path)
     return path
 
 
@@ -81,7 +86,10 @@ def load_model(path) -> Model:
     try:
         cfg = make_config(saved["config"], where=str(path))
         algorithm = get_algorithm(cfg["method"])(cfg, saved["in_channels"], saved["n_classes"], saved["size"])
-        algorithm.load_state_dict(saved["state"])
+        missing, unexpected = algorithm.load_state_dict(saved["state"], strict=False)
+        wrong = unexpected + [k for k in missing if not k.startswith(TRAINING_ONLY)]
+        if wrong:
+            raise ValueError(f"weights do not match the config: {', '.join(wrong[:3])}")
         place(algorithm)
     except UserError:
         raise

@@ -213,9 +213,13 @@ def free_placement_group(hex_id):
 
 
 def weights_digest(algorithm):
-    """sha256 of every weight's bytes: DDP keeps it identical on all workers after each step."""
+    """sha256 of every weight's bytes: DDP keeps it identical on all workers after each step
+    (the replay buffer aside: each rank stores its own backgrounds, and a checkpoint, written by
+    rank 0, gives every rank rank 0's buffer on resume)."""
     h = hashlib.sha256()
     for name, t in algorithm.state_dict().items():
+        if name.startswith("replay"):     # each rank replays its own backgrounds (own noise)
+            continue
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]

@@ -121,6 +121,10 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
     if cfg["tiles"] not in (1, 2, 4, 8):
         # A 32-px background splits into tiles of 4·2^k px (the generator doubles a 4×4 noise map).
         raise UserError(f"{where}: 'tiles' must be 1, 2, 4 or 8, got {cfg['tiles']}")
+    for key in ("replay_fraction", "diversity"):
+        if cfg[key] > 0 and cfg["background"] != "adv":
+            raise UserError(f"{where}: '{key}' acts on the adversarial generator, but background is "
+                            f"{cfg['background']!r}; set background: adv or drop '{key}'")
     shares = cfg["black_fraction"] + cfg["real_fraction"] + cfg["replay_fraction"]
     if shares > 1:
         raise UserError(f"{where}: 'black_fraction' + 'real_fraction' + 'replay_fraction' = {shares:g} is more "

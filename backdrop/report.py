@@ -134,7 +134,8 @@ def collect_stores(uris, experiments=None, tags=None) -> pa.Table:
 
 
 # ------------------------------------------------------------------------------- summarising
-RUN_PARAMS = ("seed", "n_train", "n_val", "n_test")    # vary between a row's runs by design
+RUN_PARAMS = ("seed", "n_train", "n_val", "n_test",   # vary between a row's runs by design
+              "val_every")                            # when validation was scored: the training is the same
 
 
 def _config(row):

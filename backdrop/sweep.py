@@ -188,8 +188,12 @@ class WorstSeed(Repeater):
         group.report(trial_id, score)
         if group.finished_reporting():
             scores = np.array(group.scores(), dtype=float)
-            worst = np.nan if np.isnan(scores).all() else (np.nanmin(scores) if self.searcher.mode == "max"
-                                                           else np.nanmax(scores))
+            # A seed that crashed or never scored leaves the config's worst seed unknown: Optuna
+            # records the config as a failed trial (it loses), never as its surviving seeds' best.
+            if np.isnan(scores).any():
+                self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=True)
+                return
+            worst = scores.min() if self.searcher.mode == "max" else scores.max()
             self.searcher.on_trial_complete(group.primary_trial_id, result={self.searcher.metric: worst}, **kwargs)
 
 
@@ -331,13 +335,20 @@ def best_over_seeds(opts, rows):
         key = tuple(sorted((k, str(v)) for k, v in row["searched"].items() if k != SEED_INDEX))
         groups.setdefault(key, []).append(row)
     summary = []
+    def lowest(values):
+        values = [v for v in values if v == v]                     # NaN: a trial with no score
+        return min(values) if values else float("nan")
+
     for key, members in groups.items():
+        # Optuna may suggest one config twice: its trials then hold each seed twice, and the
+        # config counts once every seed has finished, scored by its worst trial.
         members.sort(key=lambda r: r["config"]["seed"])
-        complete = len(members) == opts.seeds and all(r["completed"] and r["checkpoint"] for r in members)
+        finished = {r["searched"].get(SEED_INDEX) for r in members if r["completed"] and r["checkpoint"]}
+        complete = finished >= set(range(opts.seeds)) and all(r["completed"] and r["checkpoint"] for r in members)
         summary.append({"searched": dict(key), "trials": [r["trial_id"] for r in members],
                         "seeds": [r["config"]["seed"] for r in members], "complete": complete,
-                        "val/worst": min(r["val/worst"] for r in members),
-                        "val/clean": min(r["val/clean"] for r in members)})
+                        "val/worst": lowest(r["val/worst"] for r in members),
+                        "val/clean": lowest(r["val/clean"] for r in members)})
     complete = [g for g in summary if g["complete"]]
     if not complete:
         raise UserError(f"sweep {opts.name}: no config finished all {opts.seeds} of its seeds "
@@ -444,6 +455,10 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
         raise UserError("--register and --no-register contradict each other; keep one")
     if opts.seeds > 1 and opts.multi_objective:
         raise UserError("--seeds and --multi-objective do not combine (the worst seed is one objective); drop one")
+    if opts.seeds > 1 and "seed" in space.params:
+        raise UserError(f"{space.path}: 'seed' is searched, but --seeds sets each trial's seed; search one or the other")
+    if opts.seeds > 1 and space.sweep.get("grace_period"):
+        raise UserError(f"{space.path}: 'sweep.grace_period' is ASHA's, and a sweep over seeds has no ASHA; drop it")
     for key in ("trials", "workers", "seeds"):
         if getattr(opts, key) < 1:
             raise UserError(f"--{key} must be at least 1, got {getattr(opts, key)}")

@@ -17,7 +17,7 @@ import torch
 from backdrop.algorithms import place
 from backdrop.augment import Augment
 from backdrop.data import load_dataset
-from backdrop.errors import one_line_errors
+from backdrop.errors import UserError, one_line_errors
 from backdrop.evaluate import test_scorer, validation_scorer
 from backdrop.hparams import load_config, make_config
 from backdrop.train import build_algorithm, epoch_batches
@@ -39,6 +39,11 @@ def main():
                    help="the networks' weight layout (nchw: as before algorithms.place)")
     a = p.parse_args()
     cfg = make_config({**load_config(a.config), "seed": 0})
+    if cfg["method"] != "adversarial" or cfg["schedule"] != "phased":
+        raise UserError(f"{a.config}: phase_times times the phased adversarial method; got method "
+                        f"{cfg['method']!r}, schedule {cfg['schedule']!r}")
+    if a.batches < 1 or a.mask_images < 1:
+        raise UserError("--batches and --mask-images must be at least 1")
     splits = load_dataset(cfg["dataset"], a.data_dir, seed=0)
     alg = build_algorithm(cfg, splits)
     alg = place(alg) if a.layout == "channels_last" else alg.to(memory_format=torch.contiguous_format)

@@ -8,7 +8,9 @@ report collector, beside the poster's numbers.
 
 With --parallel the runs are Ray tasks of one CPU each, as many at a time as the Ray instance has
 CPUs (a new local one, or --address of a cluster); this process, the store's only writer, logs
-each run as its task returns. Runs are the same either way (same configs, seeds and records).
+each run as its task returns. The configs, seeds and recorded metrics are those of the in-process
+runs; a task has one CPU thread, so its floats may differ in the last digits from a run that used
+several (run names: "<method> s<seed>" instead of "<method>-seed<seed>").
 
 Hyperparameters are chosen on validation data and validation backgrounds only (the configs say
 so); the six test backgrounds are scored once, at the end of each run.

@@ -377,3 +377,16 @@ def test_diversity_moves_only_the_generator_and_rewards_different_backgrounds():
     two = Adversarial(tiny_config(mask="heuristic", diversity=1.0, ascent_per_descent=2.0))
     two.train()
     assert "loss_b" in two.update("adversarial", {"x": x, "y": y, "m": m})
+
+
+def test_replay_and_diversity_need_the_adversary_and_model_files_leave_the_buffer_out(tmp_path):
+    from backdrop.api import load_model, save_model
+    from backdrop.hparams import make_config
+    for key in ("replay_fraction", "diversity"):
+        with pytest.raises(UserError, match=f"'{key}' acts on the adversarial generator"):
+            make_config({key: 0.25, "background": "noise"})
+    alg = Adversarial(tiny_config(mask="heuristic", replay_fraction=0.25, replay_size=4))
+    path = save_model(alg, tmp_path / "m.pt")
+    assert not any(k.startswith("replay") for k in torch.load(path, weights_only=True)["state"])
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(load_model(path)(x), alg.eval().predict(x), atol=1e-5)

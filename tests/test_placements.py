@@ -94,7 +94,8 @@ def test_sweep_over_seeds_reads_a_relative_data_dir_and_scores_each_config_by_it
 
 
 def test_worst_seed_tells_optuna_the_worst_repeat():
-    """The searcher of a sweep over seeds: Optuna (a real study) learns each config's worst seed."""
+    """The searcher of a sweep over seeds: Optuna (a real study) learns each config's worst seed,
+    and a config with a seed that never scored (a crashed trial) fails."""
     from ray.tune.search.optuna import OptunaSearch
 
     from backdrop.search_space import SEED_INDEX
@@ -109,7 +110,8 @@ def test_worst_seed_tells_optuna_the_worst_repeat():
     for trial_id, score in zip(configs, (0.9, 0.4, 0.8, 0.7, 0.6, float("nan"))):
         search.on_trial_complete(trial_id, {"val/worst": score})
     study = search.searcher._ot_study
-    assert [t.value for t in study.trials] == [0.4, 0.6]          # the worst seed; a missing score is skipped
+    assert study.trials[0].value == 0.4                            # the worst seed
+    assert study.trials[1].state.name == "FAIL" and study.trials[1].value is None
 
 
 def test_bad_input_in_a_sweeps_workers_stops_the_sweep_in_one_line(tmp_path):

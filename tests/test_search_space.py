@@ -119,3 +119,18 @@ def test_pareto_front():
     rows = [{"id": i, "val/clean": c, "val/worst": w}
             for i, (c, w) in enumerate([(0.9, 0.5), (0.8, 0.7), (0.7, 0.6), (0.95, 0.4), (0.8, 0.7)])]
     assert sorted(r["id"] for r in pareto_front(rows)) == [0, 1, 3, 4]   # (0.7, 0.6) is dominated
+
+
+@pytest.mark.parametrize("extra, flags, needle", [
+    ("seed: {int: [0, 9]}\n", {"seeds": 2}, "'seed' is searched"),
+    ("sweep: {grace_period: 2}\n", {"seeds": 2}, "no ASHA"),
+    ("", {"seeds": 2, "multi_objective": True}, "do not combine"),
+    ("", {"seeds": 0}, "--seeds must be at least 1"),
+])
+def test_sweep_over_seeds_refuses_what_it_cannot_honour(tmp_path, extra, flags, needle):
+    from backdrop import sweep
+    space = tmp_path / "s.yaml"
+    space.write_text("fixed: {dataset: digits}\nlr_f: {loguniform: [1.0e-4, 1.0e-2]}\n" + extra)
+    with pytest.raises(UserError, match=needle) as e:
+        sweep.new_options(load_space(space), {"name": "s", "storage_path": str(tmp_path / "ray"), **flags})
+    assert "\n" not in str(e.value)
