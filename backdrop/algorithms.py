@@ -38,7 +38,7 @@ def place(algorithm, device="cpu"):
     """Move an algorithm to `device` with its convolution weights in channels-last layout: with
     1-3 channel images and widths of 16-128, PyTorch's channels-last convolutions run the
     classifier step 1.5x, the game step 1.4x and inference 3x faster on a CPU (measured on one
-    thread; docs/RESULTS.md, *Wall time*). Inputs may stay NCHW; the state_dict is unchanged."""
+    thread; docs/RESULTS.md, *Where a seed's time goes*). Inputs may stay NCHW; the state_dict is unchanged."""
     return algorithm.to(device, memory_format=torch.channels_last)
 
 
@@ -264,7 +264,7 @@ class Adversarial(Algorithm):
         real or replayed one) in the replay buffer, over a random old one once it is full. One
         per step keeps the buffer's age spread over epochs (half of it older than ~1,400 steps
         at 2,048), where a FIFO of recent batches would only echo the current generator."""
-        if self.cfg["replay_fraction"] <= 0 or self.cfg["background"] != "adv":
+        if self.cfg["replay_fraction"] <= 0:      # (make_config allows it only with background adv)
             return
         n = int(self.replay_stored)
         slot = n if n < len(self.replay) else int(torch.randint(len(self.replay), (1,), generator=self.noise))
