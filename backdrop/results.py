@@ -1,5 +1,5 @@
 """The results collector's printing side: plain-text / markdown tables of accuracies."""
-from .backgrounds import TEST_FAMILIES, VAL_FAMILIES
+from .backgrounds import FIXED_DRAWING_FAMILIES, TEST_FAMILIES, VAL_FAMILIES
 
 TEST_COLUMNS = ("clean", *TEST_FAMILIES, "mean", "worst", "bg_gap")
 
@@ -84,7 +84,7 @@ def latex_table(header, rows, caption=""):
 
 
 TABLE1_COLUMNS = ("clean", *TEST_FAMILIES, "mean", "worst")
-VAL_COLUMNS = ("clean", *VAL_FAMILIES, "mean", "worst")
+VAL_COLUMNS = ("clean", *VAL_FAMILIES, *(f"{f}_fixed" for f in FIXED_DRAWING_FAMILIES), "mean", "worst")
 
 
 def paper_row(method):

@@ -3,11 +3,17 @@
 
     python benchmarks/validation_flags.py --tracking-uri sqlite:///seed3.db --data-dir ../shared/data
 
-The flag rule, fixed before any run was re-scored: a run is **flagged** when its worst validation
-family (over all sixteen, on the run's own validation split) is below 95 %, the per-background
-floor the per-seed target asks of the test families. A run **fails** on test when any test
-column is below the poster's (MNIST) or below 95 %; a useful signal flags the runs that fail and
-not the others. Only validation data chose the rule; the test columns are read, never used.
+The flag rule: a run is **flagged** when its worst validation family (on the run's own validation
+split) is below 95 %, the per-background floor the per-seed target asks of the test families, or
+when the weakest fixed drawing of an "around" family (`<family>_fixed`: one drawing laid over
+every image, as a test family lays its pattern) is below 90 % - 95 % less the ~2 points by which
+the least of 32 noisy per-drawing estimates reads low, and a little more. The first clause was
+fixed before any run was re-scored. The second was added on 2026-12-02 after the family means
+had missed seed 1's circles failure, and its threshold was set having seen three re-scored runs
+(seed 0 and seed 1 at 9334f48, the seed-3 rerun at 83521e5): those three calibrate it and are no
+evidence for it; runs re-scored later are. A run **fails** on test when any test column is below
+the poster's (MNIST) or below 95 %; a useful signal flags the runs that fail and not the others.
+The test columns are read, never used to choose anything.
 """
 import argparse
 import platform as _platform_check  # noqa: F401  (run from the repo root: the shim must serve it)
@@ -15,7 +21,7 @@ import platform as _platform_check  # noqa: F401  (run from the repo root: the s
 import mlflow
 
 from backdrop.api import load_model
-from backdrop.backgrounds import SHAPE_FAMILIES, STROKE_FAMILIES, TEST_FAMILIES
+from backdrop.backgrounds import FIXED_DRAWING_FAMILIES, SHAPE_FAMILIES, STROKE_FAMILIES, TEST_FAMILIES
 from backdrop.data import load_dataset
 from backdrop.errors import UserError, one_line_errors
 from backdrop.evaluate import validation_scorer
@@ -23,6 +29,8 @@ from backdrop.report import _experiments, find_runs, open_store
 from backdrop.results import PAPER_TABLE1, markdown_table
 
 FLAG_BELOW = 0.95
+FIXED_FLAG_BELOW = 0.90
+FIXED = tuple(f"{f}_fixed" for f in FIXED_DRAWING_FAMILIES)
 TEST_FLOOR = 0.95
 
 
@@ -56,7 +64,7 @@ def main():
     p.add_argument("--data-dir")
     a = p.parse_args()
     header = ["run", "seed", "val worst (shapes)", "val worst (strokes)", "weakest val family",
-              "flagged", "test worst", "test columns failing", "verdict"]
+              "weakest fixed drawing", "flagged", "test worst", "test columns failing", "verdict"]
     rows = []
     for uri in a.tracking_uri:
         client, _ = open_store(uri)
@@ -68,14 +76,16 @@ def main():
                     continue
                 fams = {f: val[f] for f in SHAPE_FAMILIES + STROKE_FAMILIES}
                 weakest = min(fams, key=fams.get)
-                flagged = val["worst"] < FLAG_BELOW
+                fixed = min(FIXED, key=val.get)
+                flagged = fams[weakest] < FLAG_BELOW or val[fixed] < FIXED_FLAG_BELOW
                 failing = failing_test_columns(run.data.metrics, run.data.params.get("dataset"))
                 verdict = ("caught" if failing and flagged else "missed" if failing else
                            "false alarm" if flagged else "clean pass")
                 rows.append([run.info.run_name, run.data.params.get("seed"),
                              f"{100 * min(val[f] for f in SHAPE_FAMILIES):.1f}",
                              f"{100 * min(val[f] for f in STROKE_FAMILIES):.1f}",
-                             f"{weakest} {100 * fams[weakest]:.1f}", "yes" if flagged else "no",
+                             f"{weakest} {100 * fams[weakest]:.1f}", f"{fixed} {100 * val[fixed]:.1f}",
+                             "yes" if flagged else "no",
                              f"{100 * run.data.metrics.get('test/worst', float('nan')):.1f}",
                              ", ".join(failing) or "none", verdict])
                 print(markdown_table(header, rows[-1:]), flush=True)

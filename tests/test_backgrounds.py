@@ -5,12 +5,12 @@ import torch
 from skimage.draw import circle_perimeter
 from skimage.morphology import disk
 
-from backdrop.backgrounds import (NOISE_RATES, SHAPE_FAMILIES, STROKE_BANK, STROKE_FAMILIES,
+from backdrop.backgrounds import (FIXED_DRAWING_FAMILIES, NOISE_RATES, SHAPE_FAMILIES, STROKE_BANK, STROKE_FAMILIES,
                                   TEST_FAMILIES, VAL_FAMILIES, TextureBank, apply_pattern, build_suite,
                                   contact_sheet, family_patterns, halo, noise_suite, pattern,
                                   salt_and_pepper)
 from backdrop.data import Split, Splits
-from backdrop.evaluate import STROKE_IMAGES, validation_scorer
+from backdrop.evaluate import FIXED_DRAWINGS, FIXED_IMAGES, STROKE_IMAGES, validation_scorer
 from backdrop.errors import UserError
 
 S = 32
@@ -27,7 +27,7 @@ def digit(size=S, channels=1, n=1):
 
 def test_family_names():
     assert TEST_FAMILIES == ("stripes", "board", "border", "circles", "clock", "random")
-    assert len(SHAPE_FAMILIES) == 6 and len(STROKE_FAMILIES) == 10
+    assert len(SHAPE_FAMILIES) == 6 and len(STROKE_FAMILIES) == 13
     assert VAL_FAMILIES == SHAPE_FAMILIES + STROKE_FAMILIES
     assert not set(VAL_FAMILIES) & set(TEST_FAMILIES)
 
@@ -48,7 +48,7 @@ def test_stroke_family_is_a_seeded_bank_of_distinct_drawings(name):
     assert not any(np.array_equal(b, t) for b in bank for t in tests)
 
 
-@pytest.mark.parametrize("kind", ["ring", "arc", "seg"])
+@pytest.mark.parametrize("kind", ["ring", "arc", "seg", "around"])
 def test_stroke_scales_are_ordered(kind):
     """Larger bands draw longer strokes: more pixels on per drawing, s < m < l."""
     ink = [family_patterns(f"{kind}_{band}", S).mean() for band in "sml"]
@@ -84,7 +84,26 @@ def test_validation_scores_every_family_strokes_on_a_subset():
     accs = scorer(predict)
     assert accs["clean"] == 1.0
     assert all(accs[f] < 0.1 for f in VAL_FAMILIES), accs
-    assert accs["worst"] == min(accs[f] for f in VAL_FAMILIES)
+    fixed = [f"{f}_fixed" for f in FIXED_DRAWING_FAMILIES]
+    assert accs["worst"] == min(accs[f] for f in VAL_FAMILIES + tuple(fixed))
+
+
+def test_fixed_drawing_entry_is_the_weakest_of_the_first_drawings_on_every_image():
+    """`<family>_fixed` lays each of the family's first FIXED_DRAWINGS drawings over the first
+    FIXED_IMAGES images and keeps the lowest accuracy, so one bad arrangement is not averaged away."""
+    n = FIXED_IMAGES + 50
+    x = digit(n=n)
+    split = Split(x, torch.zeros(n, dtype=torch.long))
+    scorer = validation_scorer(Splits(split, split, split, "synthetic"))
+
+    def predict(b):                                  # right unless a drawing crosses column 4
+        return torch.nn.functional.one_hot((b[:, 0, :, 4] > 0).any(1).long(), 10).float()
+    accs = scorer(predict)
+    for f in FIXED_DRAWING_FAMILIES:
+        per_drawing = [(predict(apply_pattern(x[:FIXED_IMAGES], torch.from_numpy(d.copy()))).argmax(1) == 0)
+                       .float().mean().item() for d in family_patterns(f, S)[:FIXED_DRAWINGS]]
+        assert accs[f"{f}_fixed"] == pytest.approx(min(per_drawing))
+        assert min(per_drawing) < max(per_drawing)   # the drawings differ, so the minimum means something
 
 
 @pytest.mark.parametrize("name", TEST_FAMILIES + VAL_FAMILIES)
