@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from . import masks as M
 from .errors import UserError
-from .models import AGCNN, BackgroundGenerator, Classifier, UNet
+from .models import AGCNN, BackgroundGenerator, Classifier, MultiScaleGenerator, UNet
 from .shards import map_in_shards
 
 ALGORITHMS = {}
@@ -191,7 +191,11 @@ class Adversarial(Algorithm):
         super().__init__(cfg, in_channels, n_classes, size)
         self.f = Classifier(in_channels, n_classes, cfg["widths"], cfg["dense"], size)
         self.f_m = UNet(in_channels, cfg["widths"])
-        self.f_b = BackgroundGenerator(cfg["noise_dim"], cfg["tiles"], size, in_channels, cfg["gen_width"])
+        if cfg["generator_scales"] > 1:
+            self.f_b = MultiScaleGenerator(cfg["noise_dim"], cfg["tiles"], size, in_channels, cfg["gen_width"],
+                                           cfg["generator_scales"])
+        else:
+            self.f_b = BackgroundGenerator(cfg["noise_dim"], cfg["tiles"], size, in_channels, cfg["gen_width"])
         self.add_optimizer("f", cfg["lr_f"])
         if cfg["mask"] == "unet":
             self.add_optimizer("f_m", cfg["lr_m"])

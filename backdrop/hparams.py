@@ -69,6 +69,9 @@ HPARAMS = {
     "white_penalty": HParam(True, "penalise relu(mean(b) - 0.5) so f_b cannot win by painting white"),
     "noise_dim": HParam(1, "channels of each tile's 4x4 noise map (1 = the paper's 16 values)", low=1, high=64),
     "tiles": HParam(2, "tiles per side of a generated background", low=1, high=8),
+    "generator_scales": HParam(1, "generators in f_b, the k-th drawing tiles / 2^k tiles per side (coarser "
+                                  "tiles draw larger coherent shapes); each draws an equal share of every batch",
+                               low=1, high=4),
     "gen_width": HParam(16, "conv width of the background generator (32 costs more than the classifier)", low=1),
     # the mask
     "mask": HParam("unet", "mask source: the U-Net f_m, the heuristic x > 0, or none (a constant blend)",
@@ -121,8 +124,11 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
     if cfg["tiles"] not in (1, 2, 4, 8):
         # A 32-px background splits into tiles of 4·2^k px (the generator doubles a 4×4 noise map).
         raise UserError(f"{where}: 'tiles' must be 1, 2, 4 or 8, got {cfg['tiles']}")
-    for key in ("replay_fraction", "diversity"):
-        if cfg[key] > 0 and cfg["background"] != "adv":
+    if cfg["tiles"] % 2 ** (cfg["generator_scales"] - 1):
+        raise UserError(f"{where}: 'generator_scales' = {cfg['generator_scales']} halves 'tiles' = {cfg['tiles']} "
+                        f"{cfg['generator_scales'] - 1} times, below one tile; lower it or raise 'tiles'")
+    for key in ("replay_fraction", "diversity", "generator_scales"):
+        if cfg[key] > (1 if key == "generator_scales" else 0) and cfg["background"] != "adv":
             raise UserError(f"{where}: '{key}' acts on the adversarial generator, but background is "
                             f"{cfg['background']!r}; set background: adv or drop '{key}'")
     shares = cfg["black_fraction"] + cfg["real_fraction"] + cfg["replay_fraction"]

@@ -99,6 +99,36 @@ class BackgroundGenerator(nn.Module):
         return self(self.sample_noise(n, generator, device))
 
 
+class MultiScaleGenerator(nn.Module):
+    """Adversary `f_b` as `scales` generators: the k-th draws `tiles // 2**k` tiles per side, so
+    coarser heads draw larger coherent shapes (an arc across a digit's width, not only within an
+    8-px tile). Image i of a batch comes from head i mod `scales`; its noise is the finest head's,
+    of which a coarser head reads its first tiles' maps, so one noise tensor serves every head."""
+
+    def __init__(self, noise_dim=1, tiles=2, size=32, out_channels=1, width=16, scales=2):
+        super().__init__()
+        if tiles % 2 ** (scales - 1):
+            raise ValueError(f"tiles {tiles} cannot be halved {scales - 1} times")
+        self.heads = nn.ModuleList(BackgroundGenerator(noise_dim, tiles // 2 ** k, size, out_channels, width)
+                                   for k in range(scales))
+        self.noise_dim, self.tiles, self.out_channels = noise_dim, tiles, out_channels
+
+    def sample_noise(self, n, generator=None, device=None):
+        return self.heads[0].sample_noise(n, generator, device)
+
+    def forward(self, z):
+        per_image = z.view(-1, self.tiles ** 2, *z.shape[1:])
+        H = len(self.heads)
+        parts = [head(per_image[k::H, :head.tiles ** 2].flatten(0, 1)) for k, head in enumerate(self.heads)]
+        out = parts[0].new_empty(len(per_image), *parts[0].shape[1:])
+        for k, part in enumerate(parts):
+            out[k::H] = part
+        return out
+
+    def generate(self, n, generator=None, device=None):
+        return self(self.sample_noise(n, generator, device))
+
+
 class AGCNN(nn.Module):
     """Attention-guided CNN (Guan et al. 2018), the paper's attention baseline.
 

@@ -10,7 +10,7 @@ from backdrop.algorithms import ALGORITHMS, Adversarial, GradReverse
 from backdrop.augment import Augment
 from backdrop.errors import UserError
 from backdrop.evaluate import accuracy
-from backdrop.models import AGCNN, BackgroundGenerator, Classifier, UNet
+from backdrop.models import AGCNN, BackgroundGenerator, Classifier, MultiScaleGenerator, UNet
 from backdrop.train import train
 from conftest import tiny_config
 
@@ -39,6 +39,28 @@ def test_generator_tiles_come_from_their_own_noise():
     diff = (b1 - b2).abs()[0, 0]
     assert diff[:16, :16].max() == 0 and diff[:16, 16:].max() == 0 and diff[16:, :16].max() == 0
     assert diff[16:, 16:].max() > 0
+
+
+def test_multiscale_generator_draws_each_image_from_one_head_at_its_own_scale():
+    """Image i comes from head i mod 3, whose tiles are 4, 2 and 1 per side, and reads only its
+    first tiles' noise; the ascent's gradient reaches every head."""
+    gen = MultiScaleGenerator(noise_dim=2, tiles=4, scales=3)
+    assert [h.tiles for h in gen.heads] == [4, 2, 1]
+    z = gen.sample_noise(6, torch.Generator().manual_seed(0))
+    assert z.shape == (6 * 16, 2, 4, 4)
+    b = gen(z)
+    per_image = z.view(6, 16, 2, 4, 4)
+    for i in range(6):
+        head = gen.heads[i % 3]
+        assert torch.allclose(b[i], head(per_image[i, :head.tiles ** 2])[0])
+    z2 = z.clone()
+    z2.view(6, 16, 2, 4, 4)[5, 1:] += 1.0            # image 5 (the 1-tile head): unread noise only
+    assert torch.equal(gen(z2)[5], b[5])
+    b.mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for h in gen.heads for p in h.parameters())
+    with pytest.raises(UserError, match="'generator_scales' = 3 halves 'tiles' = 2"):
+        from backdrop.hparams import make_config
+        make_config({"tiles": 2, "generator_scales": 3})
 
 
 def test_mask_penalties():
@@ -129,6 +151,7 @@ def constant_baseline(split):
 
 @pytest.mark.parametrize("method,overrides", [
     ("vanilla", dict(epochs_f=4)),
+    ("adversarial", dict(epochs_f=4, epochs_mask=0, mask="heuristic", epochs_adv=2, generator_scales=2)),
     ("attention", dict(epochs_f=2)),          # ~15 s an epoch on 2 cores; 80 % after 2 (chance 10 %)
     ("adversarial", dict(epochs_f=4, epochs_mask=1, epochs_adv=2)),
     ("adversarial", dict(epochs_f=3, epochs_adv=2, schedule="end_to_end", ascent_per_descent=0.5)),
@@ -382,9 +405,9 @@ def test_diversity_moves_only_the_generator_and_rewards_different_backgrounds():
 def test_replay_and_diversity_need_the_adversary_and_model_files_leave_the_buffer_out(tmp_path):
     from backdrop.api import load_model, save_model
     from backdrop.hparams import make_config
-    for key in ("replay_fraction", "diversity"):
+    for key, value in (("replay_fraction", 0.25), ("diversity", 0.25), ("generator_scales", 2)):
         with pytest.raises(UserError, match=f"'{key}' acts on the adversarial generator"):
-            make_config({key: 0.25, "background": "noise"})
+            make_config({key: value, "background": "noise"})
     alg = Adversarial(tiny_config(mask="heuristic", replay_fraction=0.25, replay_size=4))
     path = save_model(alg, tmp_path / "m.pt")
     assert not any(k.startswith("replay") for k in torch.load(path, weights_only=True)["state"])
