@@ -91,7 +91,7 @@ def test_validation_scores_every_family_strokes_on_a_subset():
 def test_fixed_drawing_entry_is_the_weakest_of_the_first_drawings_on_every_image():
     """`<family>_fixed` lays each of the family's first FIXED_DRAWINGS drawings over the first
     FIXED_IMAGES images and keeps the lowest accuracy, so one bad arrangement is not averaged away."""
-    n = FIXED_IMAGES + 50
+    n = 8 * FIXED_IMAGES + 50
     x = digit(n=n)
     split = Split(x, torch.zeros(n, dtype=torch.long))
     scorer = validation_scorer(Splits(split, split, split, "synthetic"))
@@ -99,6 +99,9 @@ def test_fixed_drawing_entry_is_the_weakest_of_the_first_drawings_on_every_image
     def predict(b):                                  # right unless a drawing crosses column 4
         return torch.nn.functional.one_hot((b[:, 0, :, 4] > 0).any(1).long(), 10).float()
     accs = scorer(predict)
+    assert len(scorer.fixed_y) == FIXED_IMAGES
+    small = Split(x[:800], torch.zeros(800, dtype=torch.long))
+    assert len(validation_scorer(Splits(split, small, split, "synthetic")).fixed_y) == 100   # an eighth
     for f in FIXED_DRAWING_FAMILIES:
         per_drawing = [(predict(apply_pattern(x[:FIXED_IMAGES], torch.from_numpy(d.copy()))).argmax(1) == 0)
                        .float().mean().item() for d in family_patterns(f, S)[:FIXED_DRAWINGS]]
