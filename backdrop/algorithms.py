@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import masks as M
+from .background_sources import SOURCES
 from .errors import UserError
 from .models import AGCNN, BackgroundGenerator, Classifier, MultiScaleGenerator, UNet
 from .shards import map_in_shards
@@ -202,7 +203,7 @@ class Adversarial(Algorithm):
         if cfg["background"] == "adv":
             self.add_optimizer("f_b", cfg["lr_b"])
         self.ascent_credit = 0.0
-        self.bank = self.textures = None
+        self.sources = {}
         self.noise = torch.Generator().manual_seed(cfg["seed"] + 1)
         if cfg["replay_fraction"] > 0:
             # Buffers, so a checkpoint carries the replayed backgrounds and a resumed run goes on.
@@ -256,7 +257,7 @@ class Adversarial(Algorithm):
         if k_black or k_real or k_replay:
             parts = [torch.zeros_like(b[:k_black])]
             if k_real:
-                parts.append(self.texture_bank().sample(k_real, self.noise).to(b.device, b.dtype))
+                parts.append(self.source("real").draw(k_real, self.noise).to(b.device, b.dtype))
             if k_replay:
                 parts.append(self.replay[torch.randint(stored, (k_replay,), generator=self.noise)].to(b.dtype))
             b = torch.cat(parts + [b[k_black + k_real + k_replay:]])
@@ -291,44 +292,26 @@ class Adversarial(Algorithm):
 
     def backgrounds(self, n, device, generator_live=True):
         mode = self.cfg["background"]
-        shape = (n, self.in_channels, self.size, self.size)
-        if mode == "adv":
-            net = self.live("f_b") if generator_live else self.f_b
-            b = net(self.f_b.sample_noise(n, self.noise).to(device))
-            if self.cfg["symmetric_backgrounds"]:
-                # One generator explores one orientation at a time; what f learns to ignore
-                # should not depend on which one it happened to find (docs/RESULTS.md, stripes).
-                from .backgrounds import random_symmetries
-                b = random_symmetries(b, self.noise)
-            return b
-        if mode == "black":
-            return torch.zeros(shape, device=device)
-        if mode == "noise":
-            return torch.rand(shape, generator=self.noise).to(device)
-        if mode == "real":
-            return self.texture_bank().sample(n, self.noise).to(device)
-        bank = self.fixed_bank()
-        return bank[torch.randint(len(bank), (n,), generator=self.noise)].to(device)  # fixed
+        if mode != "adv":
+            return self.source(mode).draw(n, self.noise).to(device)
+        net = self.live("f_b") if generator_live else self.f_b
+        b = net(self.f_b.sample_noise(n, self.noise).to(device))
+        if self.cfg["symmetric_backgrounds"]:
+            # One generator explores one orientation at a time; what f learns to ignore
+            # should not depend on which one it happened to find (docs/RESULTS.md, stripes).
+            from .backgrounds import random_symmetries
+            b = random_symmetries(b, self.noise)
+        return b
 
-    # Both banks are built on first use, so a model rebuilt from a checkpoint or a model file
-    # (which never ran begin_phase) draws the same backgrounds as the run that trained it.
-    def texture_bank(self):
-        if self.textures is None:
-            from .backgrounds import TextureBank
-            self.textures = TextureBank(self.size, self.in_channels, seed=self.cfg["seed"])
-        return self.textures
+    def source(self, name):
+        """The named background source (background_sources.SOURCES), made on first use."""
+        if name not in self.sources:
+            self.sources[name] = SOURCES[name](self.cfg, self.in_channels, self.size)
+        return self.sources[name]
 
-    def fixed_bank(self):
-        if self.bank is None:
-            # Never updated: smooth random noise at several scales, drawn once from the seed.
-            g = torch.Generator().manual_seed(self.cfg["seed"] + 2)
-            k = self.cfg["fixed_bank_size"]
-            parts = []
-            for i, side in enumerate((4, 8, 16, self.size)):
-                low = torch.rand(k // 4 + (i < k % 4), self.in_channels, side, side, generator=g)
-                parts.append(F.interpolate(low, size=self.size, mode="bilinear", align_corners=False))
-            self.bank = torch.cat(parts)
-        return self.bank
+    def sources_in_use(self):
+        names = {self.cfg["background"]} - {"adv"}
+        return sorted(names | ({"real"} if self.cfg["real_fraction"] > 0 else set()))
 
     DIVERSITY_PAIRS = 16
 
@@ -355,11 +338,8 @@ class Adversarial(Algorithm):
 
     def begin_phase(self, phase, train_x):
         if phase in ("adversarial", "end_to_end"):
-            # Built before the game's first step, where they cost no step time.
-            if self.cfg["background"] == "real" or self.cfg["real_fraction"] > 0:
-                self.texture_bank()
-            if self.cfg["background"] == "fixed":
-                self.fixed_bank()
+            for name in self.sources_in_use():
+                self.source(name).prepare()
         if phase == "adversarial" and self.cfg["mask"] == "unet":
             # f_m is frozen in this phase: compute every image's mask once, on the un-augmented
             # image; the loop then transforms each mask together with its image. Under DDP every

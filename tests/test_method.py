@@ -170,6 +170,15 @@ def test_registry_entries_share_one_interface():
         assert callable(getattr(cls, "predict")) and callable(getattr(cls, "update"))
 
 
+def test_every_background_choice_is_the_adversary_or_a_registered_source():
+    from backdrop.background_sources import SOURCES
+    from backdrop.hparams import HPARAMS
+    assert HPARAMS["background"].choices == ("adv", *SOURCES)
+    for name, cls in SOURCES.items():
+        b = cls(tiny_config(), 3, 16).draw(5, torch.Generator().manual_seed(0))
+        assert b.shape == (5, 3, 16, 16) and 0 <= b.min() and b.max() <= 1, name
+
+
 @pytest.mark.parametrize("background", ["black", "noise", "real", "fixed"])
 def test_background_modes_run(digits, background):
     cfg = tiny_config(background=background, mask="heuristic", epochs_f=1, epochs_adv=1, limit=64)
@@ -214,7 +223,7 @@ def test_real_fraction_puts_the_next_share_of_the_batch_on_photographs():
     replay = torch.Generator()
     replay.set_state(alg.noise.get_state())
     out = alg.composite(x, m, b)
-    photos = alg.texture_bank().sample(4, replay)               # the crops composite drew
+    photos = alg.source("real").draw(4, replay)                 # the crops composite drew
     assert torch.equal(out[:2], x[:2] * m[:2])                  # 2 of 8 on black
     assert torch.equal(out[2:6], M.composite(x[2:6], m[2:6], photos))   # the next 4 on photographs
     assert torch.equal(out[6:], M.composite(x[6:], m[6:], b[6:]))       # the last 2 on the generator's
@@ -225,7 +234,7 @@ def test_the_game_builds_its_photograph_bank_when_a_share_is_on_photographs():
     cfg = tiny_config(mask="heuristic", epochs_f=1, epochs_adv=1, limit=128, real_fraction=0.5)
     from backdrop.data import load_dataset
     alg = train(cfg, load_dataset("digits", limit=128))
-    assert alg.textures is not None and alg.bank is None
+    assert list(alg.sources) == ["real"] and alg.sources["real"].bank is not None
     assert torch.isfinite(alg.predict(torch.rand(4, 1, 32, 32))).all()
 
 
@@ -324,11 +333,11 @@ def test_a_model_rebuilt_from_its_file_draws_its_figures(tmp_path, background):
                       limit=64)
     trained = train(cfg, load_dataset("digits", limit=64))
     model = load_model(save_model(trained, tmp_path / "m.pt")).algorithm
-    assert model.bank is None and model.textures is None
+    assert model.sources == {}
     paths = figures.run_figures(model, torch.rand(8, 1, 32, 32), tmp_path)
     assert {p.name for p in paths} == {"masks.png", "composites.png"} and all(p.is_file() for p in paths)
     if background == "fixed":
-        assert torch.equal(model.fixed_bank(), trained.bank)
+        assert torch.equal(model.source("fixed").prepare(), trained.source("fixed").bank)
 
 
 def test_a_resumed_run_is_the_run_it_continues():
