@@ -225,13 +225,7 @@ class Adversarial(Algorithm):
     # ---- pieces shared by the phases ----
     def mask_of(self, x):
         """The (binarised) mask the adversarial phase composites with, without gradients."""
-        c = self.cfg
-        if c["mask"] == "heuristic":
-            return M.heuristic_mask(x)
-        if c["mask"] == "none":
-            return torch.full_like(x[:, :1], c["mask_blend"])
-        with torch.no_grad():
-            return M.binarize(self.f_m(x), c["binarize"], c["mask_area"])
+        return M.MASK_SOURCES[self.cfg["mask"]](self, x)
 
     def mask_penalty(self, m):
         c = self.cfg

@@ -1,4 +1,5 @@
-"""Mask utilities: the mask generator's penalties, binarisation, the heuristic mask, compositing."""
+"""Mask utilities: the mask generator's penalties, binarisation, the heuristic mask, compositing,
+and the mask sources the game composites with (`MASK_SOURCES`, one named entry each)."""
 import torch
 
 
@@ -50,3 +51,18 @@ def heuristic_mask(x):
 def composite(x, m, b):
     """x̃ = m̂ ⊙ x + (1 − m̂) ⊙ b̂."""
     return m * x + (1 - m) * b
+
+
+# Mask sources: (algorithm, x) -> the N x 1 x H x W mask the game composites with, no gradients.
+# A new source is an entry here and a choice of `mask` in hparams.py, not an edit of the game.
+def unet_mask(alg, x):
+    """The U-Net f_m's mask, binarised as `binarize` says."""
+    with torch.no_grad():
+        return binarize(alg.f_m(x), alg.cfg["binarize"], alg.cfg["mask_area"])
+
+
+MASK_SOURCES = {
+    "unet": unet_mask,
+    "heuristic": lambda alg, x: heuristic_mask(x),
+    "none": lambda alg, x: torch.full_like(x[:, :1], alg.cfg["mask_blend"]),   # a constant blend
+}

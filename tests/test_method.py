@@ -174,6 +174,7 @@ def test_every_background_choice_is_the_adversary_or_a_registered_source():
     from backdrop.background_sources import SOURCES
     from backdrop.hparams import HPARAMS
     assert HPARAMS["background"].choices == ("adv", *SOURCES)
+    assert HPARAMS["mask"].choices == tuple(M.MASK_SOURCES)
     for name, cls in SOURCES.items():
         b = cls(tiny_config(), 3, 16).draw(5, torch.Generator().manual_seed(0))
         assert b.shape == (5, 3, 16, 16) and 0 <= b.min() and b.max() <= 1, name
