@@ -122,6 +122,10 @@ class Algorithm(nn.Module):
     def predict(self, x):
         raise NotImplementedError
 
+    def figures(self, x, out_dir):
+        """PNG pictures the method draws of itself on a few images x; their paths (none here)."""
+        return []
+
     def optimizer_state(self):
         return {k: o.state_dict() for k, o in self.optimizers.items()}
 
@@ -432,6 +436,17 @@ class Adversarial(Algorithm):
         (loss - self.cfg["diversity"] * div if div is not None else loss).backward()
         self.step("f_b")
         return loss.item(), (div.item() if div is not None else None)
+
+    @torch.no_grad()
+    def figures(self, x, out_dir):
+        """Its masks, composites and (for the adversary) generated backgrounds."""
+        from .figures import image_grid
+        m = self.mask_of(x)
+        mode = self.cfg["background"]
+        b = self.backgrounds(len(x), x.device, generator_live=False) if mode != "black" else torch.zeros_like(x)
+        paths = [image_grid(b, out_dir / "backgrounds.png", "generated backgrounds f_b(z)")] if mode == "adv" else []
+        return paths + [image_grid(m, out_dir / "masks.png", "masks"),
+                        image_grid(M.composite(x, m, b), out_dir / "composites.png", "composites m*x + (1-m)*b")]
 
     @torch.no_grad()
     def predict(self, x):

@@ -1,5 +1,7 @@
 """PNG figures for runs and reports: image grids (composites, masks, backgrounds), the
 per-background bar chart and the accuracy-vs-noise curve. Agg backend: no display needed."""
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -65,16 +67,6 @@ def noise_plot(curves: dict, path, title="Accuracy vs salt-and-pepper rate"):
 
 @torch.no_grad()
 def run_figures(algorithm, x, out_dir):
-    """Composites, masks and generated backgrounds of an adversarial model on a few images."""
-    from . import masks as M
-    paths = []
-    x = x[:32]
-    if hasattr(algorithm, "f_b"):
-        m = algorithm.mask_of(x)
-        b = algorithm.backgrounds(len(x), x.device, generator_live=False) if algorithm.cfg["background"] != "black" \
-            else torch.zeros_like(x)
-        if algorithm.cfg["background"] == "adv":
-            paths.append(image_grid(b, out_dir / "backgrounds.png", "generated backgrounds f_b(z)"))
-        paths.append(image_grid(m, out_dir / "masks.png", "masks"))
-        paths.append(image_grid(M.composite(x, m, b), out_dir / "composites.png", "composites m*x + (1-m)*b"))
-    return paths
+    """The pictures a method draws of itself on a few images (Algorithm.figures): for the
+    adversarial method its composites, masks and generated backgrounds; none for the baselines."""
+    return algorithm.figures(x[:32], Path(out_dir))
