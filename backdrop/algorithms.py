@@ -47,6 +47,7 @@ def place(algorithm, device="cpu"):
 class Phase:
     name: str
     epochs: int
+    images: int = 0         # train on the first N training images only (0 = all)
 
 
 class GradReverse(torch.autograd.Function):
@@ -125,6 +126,17 @@ class Algorithm(nn.Module):
     def figures(self, x, out_dir):
         """PNG pictures the method draws of itself on a few images x; their paths (none here)."""
         return []
+
+    # State beyond weights and optimisers that a checkpoint must carry for a resumed run to be the
+    # run it continues (random streams, counters), and a DDP rank's own streams.
+    def training_state(self) -> dict:
+        return {}
+
+    def load_training_state(self, state: dict):
+        pass
+
+    def reseed(self, rank: int, step: int):
+        """Give DDP rank `rank` (> 0) its own random streams, from the run's seed and the step."""
 
     def optimizer_state(self):
         return {k: o.state_dict() for k, o in self.optimizers.items()}
@@ -223,7 +235,8 @@ class Adversarial(Algorithm):
         mask_epochs = c["epochs_mask"] if c["mask"] == "unet" else 0
         if c["schedule"] == "end_to_end":
             return [Phase("classifier", c["epochs_f"]), Phase("end_to_end", c["epochs_adv"])]
-        return [Phase("classifier", c["epochs_f"]), Phase("mask", mask_epochs),
+        # The U-Net is the CPU bottleneck, and a subset of the images suffices for masks.
+        return [Phase("classifier", c["epochs_f"]), Phase("mask", mask_epochs, c["mask_images"]),
                 Phase("adversarial", c["epochs_adv"])]
 
     # ---- pieces shared by the phases ----
@@ -326,6 +339,19 @@ class Adversarial(Algorithm):
         zs = z.reshape(2 * k, -1)                      # each image's tiles' noise, in order
         gap_z = (zs[:k] - zs[k:]).abs().mean(1)
         return (gap_b / gap_z).mean()
+
+    def training_state(self):
+        return {"ascent_credit": self.ascent_credit, "noise_rng": self.noise.get_state()}
+
+    def load_training_state(self, state):
+        if state.get("noise_rng") is not None:
+            self.noise.set_state(state["noise_rng"])
+        self.ascent_credit = state.get("ascent_credit", 0.0)
+
+    def reseed(self, rank, step):
+        # With the model's one noise seed every worker would paint the same backgrounds on its
+        # shard, shrinking the adversary's batch by the world size.
+        self.noise.manual_seed(self.cfg["seed"] + 1 + 1_000_003 * rank + step)
 
     def ascents_due(self):
         """How many f_b steps go with this f step (ascent_per_descent may be fractional)."""

@@ -160,19 +160,6 @@ class InjectedFailure(RuntimeError):
     """Raised by the `fail_at_step` test hook: a real worker crash for the fault-tolerance test."""
 
 
-def own_noise(algorithm, cfg, rank, resume):
-    """Ranks > 0 draw their own noise (backgrounds): with the model's one noise seed every worker
-    would paint the same backgrounds on its shard, shrinking the adversary's batch by the world
-    size. Returns the resume state to use (a checkpoint holds rank 0's noise state)."""
-    if not rank or not hasattr(algorithm, "noise"):
-        return resume
-    seed = cfg["seed"] + 1 + 1_000_003 * rank + (resume["step"] if resume else 0)
-    if resume:
-        return {**resume, "noise_rng": torch.Generator().manual_seed(seed).get_state()}
-    algorithm.noise.manual_seed(seed)
-    return resume
-
-
 def node_names(world):
     """'host/ray-node-id' of every worker (gathered over the process group), for the records."""
     import ray
@@ -287,7 +274,6 @@ def train_worker(config):
     checkpoint = ray.train.get_checkpoint()
     resume, history = load_state(checkpoint), load_history(checkpoint)
     algorithm = build_algorithm(cfg, splits)
-    resume = own_noise(algorithm, cfg, rank, resume)
     nodes = node_names(world)
     wrap = None
     if world > 1:

@@ -67,17 +67,13 @@ def epoch_batches(n, batch_size, seed, step, rank=0, world=1):
 def checkpoint_state(algorithm, pos: Position):
     return {"model": algorithm.state_dict(), "optimizers": algorithm.optimizer_state(),
             "phase_index": pos.phase_index, "epoch": pos.epoch, "step": pos.step,
-            "ascent_credit": getattr(algorithm, "ascent_credit", 0.0),
-            "noise_rng": algorithm.noise.get_state() if hasattr(algorithm, "noise") else None}
+            **algorithm.training_state()}
 
 
 def restore(algorithm, state) -> Position:
     algorithm.load_state_dict(state["model"])
     algorithm.load_optimizer_state(state["optimizers"])
-    if state.get("noise_rng") is not None:
-        algorithm.noise.set_state(state["noise_rng"])
-    if hasattr(algorithm, "ascent_credit"):
-        algorithm.ascent_credit = state.get("ascent_credit", 0.0)
+    algorithm.load_training_state(state)
     return Position(state["phase_index"], state["epoch"], state["step"])
 
 
@@ -87,6 +83,8 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
     algorithm = algorithm or build_algorithm(cfg, splits)
     place(algorithm, device)
     pos = restore(algorithm, resume_state) if resume_state else Position()
+    if rank:
+        algorithm.reseed(rank, pos.step)    # a checkpoint holds rank 0's streams
     if wrap is not None:
         algorithm.distribute(wrap)
     scorer = validation_scorer(splits, device) if rank == 0 else None
@@ -107,8 +105,8 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
             algorithm.train()
             sums, count = {}, 0
             n = len(train_x)
-            if phase.name == "mask" and cfg["mask_images"]:
-                n = min(n, cfg["mask_images"])   # the U-Net is the CPU bottleneck; a subset suffices
+            if phase.images:
+                n = min(n, phase.images)
             batches = epoch_batches(n, cfg["batch_size"], cfg["seed"], pos.step, rank, world)
             # Seeded by (seed, rank, epoch), like the batches: a resumed run (on any rank) draws
             # the augmentations the uninterrupted run would have, with no state to checkpoint.
