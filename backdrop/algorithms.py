@@ -108,8 +108,13 @@ class Algorithm(nn.Module):
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
 
-    def phases(self):
+    @staticmethod
+    def schedule(cfg) -> list:
+        """The phases a config trains, in order; from the config alone (no networks needed)."""
         raise NotImplementedError
+
+    def phases(self):
+        return self.schedule(self.cfg)
 
     def begin_phase(self, phase, train_x):
         """Called once before a phase; may return per-image masks (N×1×H×W) for its batches."""
@@ -155,8 +160,9 @@ class Vanilla(Algorithm):
         self.f = Classifier(in_channels, n_classes, cfg["widths"], cfg["dense"], size)
         self.add_optimizer("f", cfg["lr_f"])
 
-    def phases(self):
-        return [Phase("classifier", self.cfg["epochs_f"])]
+    @staticmethod
+    def schedule(cfg):
+        return [Phase("classifier", cfg["epochs_f"])]
 
     def update_classifier(self, batch):
         loss = F.cross_entropy(self.live("f")(batch["x"]), batch["y"])
@@ -178,8 +184,9 @@ class Attention(Algorithm):
         self.f = AGCNN(in_channels, n_classes, cfg["widths"], cfg["dense"], size, cfg["tau"])
         self.add_optimizer("f", cfg["lr_f"])
 
-    def phases(self):
-        return [Phase("attention", self.cfg["epochs_f"])]
+    @staticmethod
+    def schedule(cfg):
+        return [Phase("attention", cfg["epochs_f"])]
 
     def update_attention(self, batch):
         global_logits, fused = self.live("f")(batch["x"])
@@ -230,8 +237,8 @@ class Adversarial(Algorithm):
             self.f_avg = copy.deepcopy(self.f).requires_grad_(False)
             self.register_buffer("f_avg_updates", torch.zeros((), dtype=torch.long))
 
-    def phases(self):
-        c = self.cfg
+    @staticmethod
+    def schedule(c):
         mask_epochs = c["epochs_mask"] if c["mask"] == "unet" else 0
         if c["schedule"] == "end_to_end":
             return [Phase("classifier", c["epochs_f"]), Phase("end_to_end", c["epochs_adv"])]

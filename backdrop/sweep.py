@@ -93,7 +93,7 @@ def trial_main(config, opts: SweepOptions):
 def total_epochs(cfg):
     """(epochs of the whole schedule, the phases): ASHA's time axis is the global epoch count."""
     from .algorithms import get_algorithm
-    phases = get_algorithm(cfg["method"])(cfg).phases()
+    phases = get_algorithm(cfg["method"]).schedule(cfg)
     return sum(p.epochs for p in phases), phases
 
 
