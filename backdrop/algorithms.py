@@ -16,17 +16,11 @@ from . import masks as M
 from .background_sources import SOURCES
 from .errors import UserError
 from .models import AGCNN, BackgroundGenerator, Classifier, MultiScaleGenerator, UNet
+from .registry import registrar
 from .shards import map_in_shards
 
 ALGORITHMS = {}
-
-
-def register(name):
-    def add(cls):
-        ALGORITHMS[name] = cls
-        cls.name = name
-        return cls
-    return add
+register = registrar(ALGORITHMS)
 
 
 def get_algorithm(name):

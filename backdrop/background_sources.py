@@ -8,15 +8,10 @@ checkpoint or a model file draws the same backgrounds as the run that trained it
 import torch
 import torch.nn.functional as F
 
+from .registry import registrar
+
 SOURCES = {}
-
-
-def source(name):
-    def add(cls):
-        SOURCES[name] = cls
-        cls.name = name
-        return cls
-    return add
+source = registrar(SOURCES)
 
 
 class BackgroundSource:
