@@ -49,6 +49,17 @@ def _one(client, exp_id, filters, finished=True):
     return runs[0] if runs else None
 
 
+def reusable_runs(client, exp_id, jobs, commit):
+    """{config key: run id} of the jobs that already have a FINISHED run of the same config key
+    at the same commit: the same command at the same commit finishes a set rather than redoing it."""
+    found = {}
+    for job in jobs:
+        run = _one(client, exp_id, {"config_key": job.key, "git_commit": commit})
+        if run:
+            found[job.key] = run.info.run_id
+    return found
+
+
 def parent_key(plan):
     """Identity of an ablation's parent run: the spec, its reference, dataset and budget (not seeds)."""
     def no_seed(job):
@@ -236,12 +247,7 @@ def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, override
     commit = tracking.git_commit()
     parent_id = open_parent(client, exp_id, plan, commit)
     try:
-        run_of = {}
-        if not rerun:
-            for job in plan.unique_jobs():
-                found = _one(client, exp_id, {"config_key": job.key, "git_commit": commit})
-                if found:
-                    run_of[job.key] = found.info.run_id
+        run_of = {} if rerun else reusable_runs(client, exp_id, plan.unique_jobs(), commit)
         todo = [j for j in plan.unique_jobs() if j.key not in run_of]
         say(f"ablation {plan.spec.name} vs {plan.reference.name} on {dataset}, seeds {list(plan.seeds)}, "
             f"commit {commit[:10]}: {len(run_of)} finished run(s) reused, {len(todo)} to train "

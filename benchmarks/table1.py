@@ -45,7 +45,10 @@ def main():
     p.add_argument("--config", help="a config file in place of configs/table1/<dataset>_<method>.yaml "
                    "(one method only): a candidate is compared on validation before it replaces the named file")
     p.add_argument("--parallel", action="store_true",
-                   help="train the runs as Ray tasks, one CPU each, as many at once as Ray has CPUs")
+                   help="train the runs as Ray tasks, one CPU each, as many at once as Ray has CPUs; a run "
+                        "with a FINISHED record of the same config at the same commit is reused, so the same "
+                        "command finishes a set that a stopped session began")
+    p.add_argument("--rerun", action="store_true", help="with --parallel: train every run, reusing none")
     p.add_argument("--address", help="with --parallel: a Ray cluster (HOST:PORT or auto); default: a new local instance")
     a = p.parse_args()
     if a.config and len(a.methods) != 1:
@@ -90,7 +93,7 @@ def run_parallel(configs, a, experiment):
     """Every (method, seed) as a Ray task (ablate.train_jobs: the driver logs each record)."""
     from mlflow import MlflowClient
 
-    from backdrop.ablate import train_jobs
+    from backdrop.ablate import reusable_runs, train_jobs
     from backdrop.data import data_dir_for_workers, load_dataset
     from backdrop.specs import Job, config_key
 
@@ -100,8 +103,12 @@ def run_parallel(configs, a, experiment):
     client = MlflowClient(tracking.tracking_uri(a.tracking_uri))
     exp_id = tracking.experiment_id(client, experiment)
     jobs = [Job("table1", method, seed, cfg, config_key(cfg)) for (method, seed), cfg in configs.items()]
-    run_of = train_jobs(client, exp_id, jobs, None, {"benchmark": "table1"}, data_dir, a.address,
-                        lambda line: print(line, flush=True), with_noise=a.noise_curve)
+    run_of = {} if a.rerun else reusable_runs(client, exp_id, jobs, tracking.git_commit())
+    todo = [j for j in jobs if j.key not in run_of]
+    print(f"{len(run_of)} finished run(s) of the same config and commit reused, {len(todo)} to train", flush=True)
+    if todo:
+        run_of.update(train_jobs(client, exp_id, todo, None, {"benchmark": "table1"}, data_dir, a.address,
+                                 lambda line: print(line, flush=True), with_noise=a.noise_curve))
     walls = {}
     for job in jobs:
         run = client.get_run(run_of[job.key])

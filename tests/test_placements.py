@@ -51,16 +51,27 @@ def test_ablation_tasks_read_a_relative_data_dir(tmp_path):
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
 
 
-def test_table1_benchmark_reads_a_relative_data_dir(tmp_path):
+def test_table1_benchmark_reads_a_relative_data_dir_and_finishes_a_set_rather_than_redoing_it(tmp_path):
+    """Seeds as Ray tasks (--parallel) reading the relative data folder; the same command again at
+    the same commit reuses the finished run instead of training it again."""
     import subprocess
     import sys
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BACKDROP_DATA_DIR")}
-    proc = subprocess.run([sys.executable, "benchmarks/table1.py", "--dataset", "mnist", "--data-dir", rel(SHARED_DATA),
-                           "--methods", "vanilla", "--limit", "64", "--tracking-uri", f"sqlite:///{rel(tmp_path / 't.db')}",
-                           "--out", str(tmp_path / "report")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "report" / "report.md").is_file() and "vanilla seed 0" in proc.stdout
+
+    def table1():
+        return subprocess.run([sys.executable, "benchmarks/table1.py", "--dataset", "mnist", "--data-dir",
+                               rel(SHARED_DATA), "--methods", "vanilla", "--limit", "64", "--parallel",
+                               "--tracking-uri", f"sqlite:///{rel(tmp_path / 't.db')}", "--out", str(tmp_path / "report")],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    first = table1()
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (tmp_path / "report" / "report.md").is_file() and "0 finished run(s)" in first.stdout
+    again = table1()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 finished run(s) of the same config and commit reused, 0 to train" in again.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 't.db'}")
+    [exp] = [e for e in client.search_experiments() if e.name.startswith("table1")]
+    assert len(client.search_runs([exp.experiment_id])) == 1
 
 
 def test_sweep_over_seeds_reads_a_relative_data_dir_and_scores_each_config_by_its_worst_seed(tmp_path):
