@@ -89,6 +89,11 @@ HPARAMS = {
 }
 
 
+# Values of 'tiles' within its bounds that the generator accepts: a 32-px background splits into
+# tiles of 4·2^k px (the generator doubles a 4×4 noise map).
+TILES = (1, 2, 4, 8)
+
+
 def defaults() -> dict:
     return {k: (list(p.default) if isinstance(p.default, list) else p.default) for k, p in HPARAMS.items()}
 
@@ -121,9 +126,8 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
     cfg = defaults()
     for k, v in (overrides or {}).items():
         cfg[k] = check_value(k, v, where)
-    if cfg["tiles"] not in (1, 2, 4, 8):
-        # A 32-px background splits into tiles of 4·2^k px (the generator doubles a 4×4 noise map).
-        raise UserError(f"{where}: 'tiles' must be 1, 2, 4 or 8, got {cfg['tiles']}")
+    if cfg["tiles"] not in TILES:
+        raise UserError(f"{where}: 'tiles' must be one of {', '.join(map(str, TILES))}, got {cfg['tiles']}")
     if cfg["tiles"] % 2 ** (cfg["generator_scales"] - 1):
         raise UserError(f"{where}: 'generator_scales' = {cfg['generator_scales']} halves 'tiles' = {cfg['tiles']} "
                         f"{cfg['generator_scales'] - 1} times, below one tile; lower it or raise 'tiles'")

@@ -24,13 +24,13 @@ bounds and choices; any problem is a one-line UserError naming the file and the 
 from dataclasses import dataclass, field
 
 from .errors import UserError
-from .hparams import HPARAMS, check_value, load_yaml, make_config
+from .hparams import HPARAMS, TILES, check_value, load_yaml, make_config
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SECTIONS = ("fixed", "sweep")
 # Values within the registry's bounds that the networks still reject; caught here so that a sweep
-# cannot crash its trials on them. (32-px images cut into tiles of 4·2^k pixels.)
-ALLOWED = {"tiles": (1, 2, 4, 8)}
+# cannot crash its trials on them.
+ALLOWED = {"tiles": TILES}
 # The sweep section: flag defaults, each (type, lowest allowed value).
 SWEEP_KEYS = {"trials": (int, 1), "workers": (int, 1), "gpus_per_worker": (float, 0.0),
               "max_concurrent": (int, 0), "seed": (int, 0), "grace_period": (int, 1), "seeds": (int, 1)}
