@@ -54,6 +54,7 @@ class SuiteScorer:
                       for f in fixed}
         n = min(FIXED_IMAGES, max(1, len(split.y) // 8))
         self.fixed_x, self.fixed_y = split.x[:n], split.y[:n]
+        self.fixed_keep = halo(self.fixed_x)          # built once, like the suite, not per validation
         whole = [f for f in families if f not in subset]
         part = [f for f in families if f in subset]
         self.suite = {k: (x, split.y) for k, x in build_suite(split.x, families=whole, clean=True).items()}
@@ -67,10 +68,9 @@ class SuiteScorer:
             accs[f"{name}_fixed"] = min(self.drawing_accuracies(predict, drawings))
         return {f"{prefix}{k}": v for k, v in summarize(accs).items()}
 
-
     def drawing_accuracies(self, predict, drawings):
         """Accuracy over the fixed images with each drawing in turn as every image's background."""
-        x, keep = self.fixed_x, halo(self.fixed_x)
+        x, keep = self.fixed_x, self.fixed_keep
         return [accuracy(predict, torch.where(keep, x, d.to(x.dtype).expand_as(x)), self.fixed_y,
                          device=self.device) for d in drawings]
 

@@ -131,8 +131,8 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
     if cfg["tiles"] % 2 ** (cfg["generator_scales"] - 1):
         raise UserError(f"{where}: 'generator_scales' = {cfg['generator_scales']} halves 'tiles' = {cfg['tiles']} "
                         f"{cfg['generator_scales'] - 1} times, below one tile; lower it or raise 'tiles'")
-    for key in ("replay_fraction", "diversity", "generator_scales"):
-        if cfg[key] > (1 if key == "generator_scales" else 0) and cfg["background"] != "adv":
+    for key, off in (("replay_fraction", 0), ("diversity", 0), ("generator_scales", 1)):
+        if cfg[key] != off and cfg["background"] != "adv":
             raise UserError(f"{where}: '{key}' acts on the adversarial generator, but background is "
                             f"{cfg['background']!r}; set background: adv or drop '{key}'")
     shares = cfg["black_fraction"] + cfg["real_fraction"] + cfg["replay_fraction"]
