@@ -30,6 +30,7 @@ from mlflow.entities import Metric, Param
 from . import remote, specs as S, tracking
 from .distributed import cpus_free
 from .backgrounds import TEST_FAMILIES
+from .data import read_source
 from .errors import UserError
 from .stats import PairedDelta, mean_sd, paired_delta
 
@@ -145,7 +146,9 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, wi
     with ray_session(address):
         cpus = int(ray.cluster_resources().get("CPU", 0))
         say(f"training {len(jobs)} run(s) as Ray tasks on {cpus} CPU(s), 1 CPU each")
-        pending = {remote.train_task.remote(j.cfg, data_dir, with_noise): j for j in jobs}
+        # Each data set is read once, here, and reaches every task through Ray's object store.
+        sources = {ds: ray.put(read_source(ds, data_dir)) for ds in sorted({j.cfg["dataset"] for j in jobs})}
+        pending = {remote.train_task.remote(j.cfg, data_dir, with_noise, sources[j.cfg["dataset"]]): j for j in jobs}
         started = time.monotonic()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_NOTICE_S)

@@ -17,6 +17,11 @@ N×1×32×32 in [0, 1] with an exactly-zero background border and `y` is int64 N
   test results stay comparable across seeds); val is carved from the remaining 80 % with `seed`,
   by default 15 % of all images (`val_fraction` = 0.15 / 0.8 of the remainder); the rest is train.
 
+Reading and splitting are two steps: `read_source` reads a data set once (a `Source`: the pool
+that train and val are carved from, and the test set), and `make_splits` carves a seed's splits
+from it. A driver reads the Source and Ray carries it to every worker, trial and task, so none of
+them reads the files or needs them on its own disk; `load_dataset` is both steps in one call.
+
 All bad input (unknown name, missing directory or file, checksum mismatch, corrupt gzip, bad
 IDX header, failed download) raises a one-line `UserError` naming the file or thing.
 """
@@ -301,36 +306,55 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     return x.squeeze(1).numpy(), d.target  # float in [0, 1]: uint8 would lose precision
 
 
-def load_dataset(name: str, data_dir: str | None = None, *, val_fraction: float | None = None,
-                 seed: int = 0, limit: int | None = None, download: bool = True) -> Splits:
-    """Load `name` as train/val/test Splits; see the module docstring for the sources and splits.
+@dataclass
+class Source:
+    """A data set as read from disk, before its seeded splits: the pool that train and val are
+    carved from, and the test set. A driver reads it once and Ray carries it to every worker and
+    trial (the object store), so no worker reads the files or needs them on its own disk."""
+    name: str
+    pool_x: np.ndarray   # N×h×w, uint8 0..255 or float 0..1 (read-only when cached: never written)
+    pool_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    val_fraction: float  # the data set's default share of the pool carved out as val
 
-    val_fraction: share of the training pool carved out as val with `seed`; None means the
-    dataset's default (1/12 for the IDX datasets, 0.15/0.8 for digits). `limit` keeps the first
-    `limit` images of each split after splitting (for quick runs). `data_dir` is unused by digits.
-    """
+
+def read_source(name: str, data_dir: str | None = None, download: bool = True) -> Source:
+    """Read `name` from disk (or the bundled digits); see the module docstring for the sources."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    if name == "digits":
+        images, labels = _load_digits()
+        pool, test_idx = _carve(len(images), _DIGITS_TEST_FRACTION, _DIGITS_TEST_SEED)
+        return Source(name, images[pool], labels[pool], images[test_idx], labels[test_idx], _DIGITS_VAL_FRACTION)
+    paths = fetch_idx_files(name, data_dir, download)
+    train_x, train_y = _read_pair(paths, "train-images", "train-labels")
+    test_x, test_y = _read_pair(paths, "t10k-images", "t10k-labels")
+    return Source(name, train_x, train_y, test_x, test_y, 1 / 12)
+
+
+def _check_split_arguments(val_fraction, limit):
     if val_fraction is not None and not 0 <= val_fraction < 1:
         raise UserError(f"val_fraction {val_fraction} is out of range; use a value in [0, 1)")
     if limit is not None and limit < 1:
         raise UserError(f"limit {limit} must be a positive number of images (or None for all)")
 
-    if name == "digits":
-        images, labels = _load_digits()
-        pool, test_idx = _carve(len(images), _DIGITS_TEST_FRACTION, _DIGITS_TEST_SEED)
-        vf = _DIGITS_VAL_FRACTION if val_fraction is None else val_fraction
-        rest, val_sub = _carve(len(pool), vf, seed)
-        return Splits(_split(images, labels, pool[rest], limit),
-                      _split(images, labels, pool[val_sub], limit),
-                      _split(images, labels, test_idx, limit), name)
 
-    paths = fetch_idx_files(name, data_dir, download)
-    train_x, train_y = _read_pair(paths, "train-images", "train-labels")
-    test_x, test_y = _read_pair(paths, "t10k-images", "t10k-labels")
-    train_idx, val_idx = _carve(len(train_x), 1 / 12 if val_fraction is None else val_fraction,
-                                seed)
-    return Splits(_split(train_x, train_y, train_idx, limit),
-                  _split(train_x, train_y, val_idx, limit),
-                  _split(test_x, test_y, np.arange(len(test_x)), limit),
-                  name)
+def make_splits(source: Source, *, val_fraction: float | None = None, seed: int = 0,
+                limit: int | None = None) -> Splits:
+    """Carve a seeded val split from the source's pool (None: the data set's default share);
+    `limit` keeps the first `limit` images of each split after splitting (for quick runs)."""
+    _check_split_arguments(val_fraction, limit)
+    rest, val_idx = _carve(len(source.pool_x), source.val_fraction if val_fraction is None else val_fraction, seed)
+    return Splits(_split(source.pool_x, source.pool_y, rest, limit),
+                  _split(source.pool_x, source.pool_y, val_idx, limit),
+                  _split(source.test_x, source.test_y, np.arange(len(source.test_x)), limit),
+                  source.name)
+
+
+def load_dataset(name: str, data_dir: str | None = None, *, val_fraction: float | None = None,
+                 seed: int = 0, limit: int | None = None, download: bool = True) -> Splits:
+    """Load `name` as train/val/test Splits: `read_source`, then `make_splits`. `data_dir` is
+    unused by digits."""
+    _check_split_arguments(val_fraction, limit)     # before a read or a download
+    return make_splits(read_source(name, data_dir, download), val_fraction=val_fraction, seed=seed, limit=limit)

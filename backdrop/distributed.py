@@ -1,38 +1,25 @@
-"""Data-parallel training on Ray Train (V2): every worker runs the shared loop of train.py on its
-shard of the data, with each trained network wrapped in DistributedDataParallel on its own (gloo on
-CPU, nccl on GPU), so the min-max step is the same code as in one process.
-
-Once per epoch all workers call `ray.train.report`; rank 0 attaches a checkpoint holding all three
-networks, their optimiser states, the phase and the epoch. A worker group restarted after a
-failure (`FailureConfig(max_failures)`), or a Train run started again under the same name and
-storage path, resumes from the latest checkpoint and the epoch count continues.
+"""The driver's side of Ray: joining a cluster, sizing resources, and data-parallel training on
+Ray Train (V2), whose workers each run the job of worker.py on their shard of the data (gloo on
+CPU, nccl on GPU). A worker group restarted after a failure (`FailureConfig(max_failures)`), or a
+Train run started again under the same name and storage path, resumes from the latest checkpoint
+and the epoch count continues.
 
 `run_distributed` is `python -m platform.train --workers N`; sweep.py runs `make_trainer` inside
-each Tune trial. Ray workers import this module by name, so it (and everything it runs) lives in
-`backdrop/`, never in `platform/`.
+each Tune trial that has several workers.
 """
-import hashlib
-import json
-import logging
 import os
 import socket
-import tempfile
 import time
-from pathlib import Path
 
-import torch
 from ray.train import UserCallback
 
 from . import tracking
-from .data import data_dir_for_workers, load_dataset
-from .errors import UserError
 from .algorithms import place
+from .checkpoints import load_state, storage_uri
+from .data import data_dir_for_workers, make_splits, read_source
+from .errors import UserError
 from .train import build_algorithm
-
-STATE_FILE = "state.pt"          # inside each Ray Train checkpoint directory: the training state
-HISTORY_FILE = "history.json"    # ... and every epoch's metrics so far (for records that missed one)
-DEFAULT_STORAGE = "ray_results"  # Ray Train / Tune storage, relative to the working directory
-
+from .worker import ERROR_TAG, training_metrics, user_error_of, worker_loop
 
 # ---------------------------------------------------------------- connecting to Ray
 
@@ -91,12 +78,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def storage_uri(path=None):
-    """Where Ray keeps checkpoints: an s3://, gs:// or NFS path on a cluster; ./ray_results here."""
-    path = path or DEFAULT_STORAGE
-    return path if "://" in path else str(Path(path).expanduser().resolve())
-
-
 def backend_for(gpus_per_worker):
     """The process group's backend: NCCL when each worker has a GPU of its own, gloo on CPU or
     when workers share a GPU (NCCL refuses two ranks on one device; gloo all-reduces CUDA
@@ -114,62 +95,12 @@ def scaling(workers, gpus_per_worker=0.0, cpus_per_worker=1):
     return ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker), resources_per_worker=resources)
 
 
-# ---------------------------------------------------------------- checkpoints
-
-def save_checkpoint(directory, state, history):
-    torch.save(state, Path(directory) / STATE_FILE)
-    (Path(directory) / HISTORY_FILE).write_text(json.dumps(history))
-
-
-def load_state(checkpoint):
-    """The training state inside a ray.train.Checkpoint (local or remote storage), or None."""
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as d:
-        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)   # no code runs
-
-
-def load_history(checkpoint):
-    """[{"step": s, metric: value, ...}] of every epoch up to this checkpoint (empty if None)."""
-    if checkpoint is None:
-        return []
-    with checkpoint.as_directory() as d:
-        path = Path(d) / HISTORY_FILE
-        return json.loads(path.read_text()) if path.is_file() else []
-
-
-def checkpoint_at(path, storage_path=None):
-    """The Checkpoint at a path as Ray reports it (`checkpoint_path` in Tune results): a path
-    within the storage's filesystem, without its s3:// scheme."""
-    import pyarrow.fs
-    from ray.train import Checkpoint
-    return Checkpoint(path, filesystem=pyarrow.fs.FileSystem.from_uri(storage_uri(storage_path))[0])
-
-
 def load_trained(checkpoint, cfg, splits, device="cpu"):
-    """Rebuild the trained algorithm from a ray.train.Checkpoint."""
+    """Rebuild the trained algorithm from a ray.train.Checkpoint (of a Train run or a Tune trial)."""
     from .train import restore
     algorithm = build_algorithm(cfg, splits)
     restore(algorithm, load_state(checkpoint))
     return place(algorithm, device).eval()
-
-
-# ---------------------------------------------------------------- the per-worker loop
-
-class InjectedFailure(RuntimeError):
-    """Raised by the `fail_at_step` test hook: a real worker crash for the fault-tolerance test."""
-
-
-def node_names(world):
-    """'host/ray-node-id' of every worker (gathered over the process group), for the records."""
-    import ray
-    import torch.distributed as dist
-    here = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
-    if world == 1 or not dist.is_initialized():
-        return here
-    names = [None] * world
-    dist.all_gather_object(names, here)
-    return ",".join(sorted(set(names)))
 
 
 def orphaned_placement_groups():
@@ -199,124 +130,11 @@ def free_placement_group(hex_id):
         remove_placement_group(pg)
 
 
-def weights_digest(algorithm):
-    """sha256 of every weight's bytes: DDP keeps it identical on all workers after each step
-    (the replay buffer aside: each rank stores its own backgrounds, and a checkpoint, written by
-    rank 0, gives every rank rank 0's buffer on resume)."""
-    h = hashlib.sha256()
-    for name, t in algorithm.state_dict().items():
-        if name.startswith("replay"):     # each rank replays its own backgrounds (own noise)
-            continue
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def quiet_report_log():
-    """Ray 2.60 logs every report (all metrics) at INFO under a logger named after its source file,
-    outside `ray.train`, so LoggingConfig does not reach it: raise its level here."""
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-
-
-USER_ERROR = "user_error"        # a report key: the worker met bad input (its one-line message)
-ERROR_TAG = "backdrop.error"     # the MLflow tag that carries it to the driver and the record
-
-
-def worker_loop(config):
-    """Ray Train's per-worker function. Bad input (a UserError) is a deterministic mistake that a
-    restart would only repeat: the worker reports its one-line message and returns, so Ray ends
-    the run at once instead of retrying it, and the driver raises it (`raise_user_error`)."""
-    import ray.train
-    try:
-        train_worker(config)
-    except UserError as e:
-        ctx = ray.train.get_context()
-        # Tune checks every result for its scheduler's metric: give the validation keys every
-        # epoch reports, as NaN (no epoch was scored), and step 0.
-        ray.train.report({USER_ERROR: str(e), "rank": ctx.get_world_rank(), "step": 0,
-                          "val/clean": float("nan"), "val/worst": float("nan"), **config.get("extra", {})})
-
-
-def user_error_of(metrics):
-    """'worker R: message' when a report says its worker met bad input, else None."""
-    if metrics and USER_ERROR in metrics:
-        return f"worker {metrics.get('rank', 0)}: {metrics[USER_ERROR]}"
-    return None
-
-
-def raise_user_error(metrics, where):
-    """The driver's side of worker_loop: a run that ended on bad input is a UserError here."""
-    error = user_error_of(metrics)
-    if error:
-        raise UserError(f"{where} ({error})")
-
-
-def train_worker(config):
-    """One worker's training. `config`: cfg (a full hparams config), data_dir, score_test (rank 0
-    adds test-suite scores to the last report), fail_at_step (test hook: the last rank crashes
-    after that epoch unless the run resumed from a checkpoint), extra."""
-    import ray.train
-    import ray.train.torch
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    from .train import train
-
-    quiet_report_log()
-    cfg = config["cfg"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    splits = load_dataset(cfg["dataset"], config.get("data_dir"), seed=cfg["seed"], limit=cfg["limit"] or None)
-    checkpoint = ray.train.get_checkpoint()
-    resume, history = load_state(checkpoint), load_history(checkpoint)
-    algorithm = build_algorithm(cfg, splits)
-    nodes = node_names(world)
-    wrap = None
-    if world > 1:
-        def wrap(net):
-            return DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-
-    reported = []
-
-    def on_epoch(end):
-        reported.append(end.step)
-        if end.step == config.get("fail_at_step") and resume is None and rank == world - 1:
-            raise InjectedFailure(f"injected failure at epoch {end.step} (fail_at_step test hook)")
-        metrics = {**end.metrics(), "step": end.step, "phase_index": end.phase_index, "last": end.last,
-                   "resumed_from": resume["step"] if resume else 0, "world": world,
-                   "workers_at": nodes, "weights_sha": weights_digest(end.algorithm), **config.get("extra", {})}
-        if end.last and config.get("score_test") and rank == 0:
-            from .run import final_scores
-            test, curve = final_scores(end.algorithm, splits, device)
-            metrics.update({f"test/{k}": v for k, v in test.items()})
-            metrics.update({f"noise/{rate:g}": acc for rate, acc in curve.items()})
-        with tempfile.TemporaryDirectory() as d:
-            saved = None
-            if rank == 0:
-                history.append({"step": end.step, **training_metrics(metrics)})
-                save_checkpoint(d, end.checkpoint(), history)
-                saved = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=f"epoch_{end.step:04d}")
-
-    train(cfg, splits, on_epoch=on_epoch, resume_state=resume, rank=rank, world=world, wrap=wrap,
-          device=device, algorithm=algorithm)
-    if not reported and resume is not None:
-        # Restarted after its last checkpoint (e.g. a sweep killed before it saw the end): nothing
-        # left to train, so say again how the run ended, with the checkpoint it ended on.
-        last = {**(history[-1] if history else {}), "step": resume["step"], "phase_index": resume["phase_index"],
-                "last": True, "resumed_from": resume["step"], "world": world, "workers_at": nodes,
-                "checkpoint_path": checkpoint.path, **config.get("extra", {})}
-        ray.train.report(last if rank == 0 else {"step": resume["step"]})
-
-
 def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, cpus_per_worker=1, data_dir=None,
-                 callbacks=(), max_failures=2, score_test=False, fail_at_step=None, extra=None):
+                 source=None, callbacks=(), max_failures=2, score_test=False, fail_at_step=None, extra=None):
     """A TorchTrainer for one training run. The same (storage_path, name) resumes that run.
-    `extra`: constant entries added to every report (e.g. the Tune trial's node)."""
+    `source`: [ObjectRef of the data.Source] the workers carve their splits from (else they read
+    `data_dir`); `extra`: constant entries added to every report (e.g. the Tune trial's node)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -331,7 +149,7 @@ def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, 
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"cfg": cfg, "data_dir": data_dir, "score_test": score_test,
+        train_loop_config={"cfg": cfg, "data_dir": data_dir, "source": source, "score_test": score_test,
                            "fail_at_step": fail_at_step, "extra": extra or {}},
         torch_config=TorchConfig(backend=backend_for(gpus_per_worker)),
         scaling_config=scaling(workers, gpus_per_worker, cpus_per_worker),
@@ -345,16 +163,6 @@ def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, 
 
 
 # ---------------------------------------------------------------- results → MLflow
-
-def is_training_metric(key, value):
-    """What the loop measures (losses, val/*, throughput), not Ray's or our bookkeeping."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and ("/" in key or key == "images_per_s") and not key.startswith(("test/", "noise/", "config/")))
-
-
-def training_metrics(result):
-    return {tracking.safe_key(k): float(v) for k, v in result.items() if is_training_metric(k, v)}
-
 
 def split_final(metrics):
     """(test dict, noise curve) from the last report of a run trained with score_test."""
@@ -398,8 +206,10 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    import ray
     data_dir = data_dir_for_workers(data_dir)
-    splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)  # fail fast
+    source = read_source(cfg["dataset"], data_dir)                  # bad data: fails here, before Ray
+    splits = make_splits(source, seed=cfg["seed"], limit=cfg["limit"] or None)
     connect(address, min_cpus=workers)
     gpus = gpus_for(device, workers, can_grow=bool(cluster_address(address)))
     uri = tracking.setup(tracking_uri, experiment)
@@ -409,9 +219,12 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
         mlflow.log_params({"n_train": len(splits.train.y), "n_val": len(splits.val.y),
                            "n_test": len(splits.test.y), "workers": workers, "gpus_per_worker": gpus})
         mlflow.MlflowClient(uri).log_inputs(run.info.run_id, datasets=tracking.dataset_inputs(cfg, splits, data_dir))
+        # The workers carve their splits from the driver's copy (Ray's object store): none reads
+        # the files, so a worker node needs no copy of the data folder.
         trainer = make_trainer(cfg, workers=workers, name=f"train-{run.info.run_id}", storage_path=storage_path,
-                               gpus_per_worker=gpus, data_dir=data_dir, callbacks=[MLflowEpochs(uri, run.info.run_id)],
-                               max_failures=max_failures, score_test=True)
+                               gpus_per_worker=gpus, data_dir=data_dir, source=[ray.put(source)],
+                               callbacks=[MLflowEpochs(uri, run.info.run_id)], max_failures=max_failures,
+                               score_test=True)
         with WaitNotice(f"Ray Train run train-{run.info.run_id} ({workers} workers)", uri, run.info.run_id,
                         enabled=progress):
             result = trainer.fit()

@@ -25,18 +25,22 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def train_record(cfg, data_dir=None, device="cpu", with_noise=True):
+def train_record(cfg, data_dir=None, device="cpu", with_noise=True, source=None):
     """Train one config and return its record (see the module docstring). No MLflow here.
-    `with_noise=False` skips the noise curve (three times the test suite's cost)."""
+    `with_noise=False` skips the noise curve (three times the test suite's cost); `source`: the
+    data.Source the driver read (else the data are read from `data_dir`)."""
     import torch
 
-    from .data import load_dataset
+    from .data import load_dataset, make_splits
     from .mlflow_model import EXAMPLE_ROWS
     from .run import final_scores, pick_device, write_final_artifacts
     from .train import train
 
     start = now_ms()
-    splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+    if source is not None:
+        splits = make_splits(source, seed=cfg["seed"], limit=cfg["limit"] or None)
+    else:
+        splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
     device = pick_device(device)
     epochs = []
 
@@ -63,12 +67,13 @@ def train_record(cfg, data_dir=None, device="cpu", with_noise=True):
 
 
 @ray.remote(num_cpus=1)
-def train_task(cfg, data_dir=None, with_noise=True):
+def train_task(cfg, data_dir=None, with_noise=True, source=None):
     """One run on one CPU. Ray sets OMP_NUM_THREADS=1 for a 1-CPU task, so torch follows it and
-    two tasks on two cores do not fight over threads."""
+    two tasks on two cores do not fight over threads. `source`: an ObjectRef of the data.Source
+    the driver read once (Ray hands the task the Source itself), so no task reads the files."""
     import torch
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    return train_record(cfg, data_dir, with_noise=with_noise)
+    return train_record(cfg, data_dir, with_noise=with_noise, source=source)
 
 
 def record_metrics(record):

@@ -32,7 +32,7 @@ SECTIONS = ("fixed", "sweep")
 # cannot crash its trials on them.
 ALLOWED = {"tiles": TILES}
 # The sweep section: flag defaults, each (type, lowest allowed value).
-SWEEP_KEYS = {"trials": (int, 1), "workers": (int, 1), "gpus_per_worker": (float, 0.0),
+SWEEP_KEYS = {"trials": (int, 1), "workers": (int, 1), "gpus_per_worker": (float, 0.0), "cpus_per_worker": (float, 0.01),
               "max_concurrent": (int, 0), "seed": (int, 0), "grace_period": (int, 1), "seeds": (int, 1)}
 # The repeat index Ray Tune's Repeater puts in each trial's config (ray.tune.search.repeater
 # .TRIAL_INDEX): in a sweep over seeds, trial k of a config trains with the config's seed + k.
@@ -118,6 +118,9 @@ def parse(data: dict, where: str) -> SearchSpace:
             raise UserError(f"{where}: '{key}' is given twice (fixed and at the top level)")
         fixed[key] = value
     fixed = {k: check_allowed(k, check_value(k, v, where), where) for k, v in fixed.items()}
+    if "dataset" in params:
+        raise UserError(f"{where}: a sweep compares configs on one data set (read once, shared by every "
+                        "trial); fix 'dataset' and run one sweep per data set")
     if "val_every" in params or fixed.get("val_every", 1) != 1:
         raise UserError(f"{where}: a sweep scores validation every epoch (its scheduler compares trials "
                         "there); remove 'val_every'")

@@ -11,10 +11,15 @@ between `val/clean` and `val/worst` and reports the Pareto front instead (no ASH
 needs a single metric). Only the selected trial(s) are then scored on the test suite, from their
 final checkpoint.
 
-Under Ray Train V2 a Tune trial is a plain function that builds and fits a TorchTrainer; its Train
-run is named after the trial, so a restarted trial resumes from its last checkpoint.
+A trial with one worker trains inside its own Tune process (worker.py's TuneSession: no Train
+controller, worker group or process group to start), and Tune reuses that process for the next
+trial, so imports stay warm. A trial with several workers is a plain function that builds and fits
+a Ray Train TorchTrainer (DDP; Ray Train V2), named after the trial. Either way a restarted trial
+resumes from its last checkpoint. The driver reads the data set once and every trial carves its
+splits from that copy in Ray's object store.
 """
 import json
+import math
 import os
 import re
 import time
@@ -28,9 +33,10 @@ from ray.tune.search import Repeater
 from ray.tune.stopper import Stopper
 
 from . import tracking
-from .data import data_dir_for_workers, load_dataset
-from .distributed import (USER_ERROR, checkpoint_at, connect, cpus_free, free_placement_group, load_trained, make_trainer,
-                          orphaned_placement_groups, raise_user_error, storage_uri)
+from .data import data_dir_for_workers, load_dataset, read_source
+from .checkpoints import checkpoint_at, storage_uri
+from .distributed import connect, cpus_free, free_placement_group, load_trained, make_trainer, orphaned_placement_groups
+from .worker import USER_ERROR, raise_user_error, trial_loop
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct
 from .search_space import SEED_INDEX, SearchSpace, parse
@@ -51,6 +57,7 @@ class SweepOptions:
     trials: int
     workers: int
     gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0  # a fraction packs several one-worker trials on one CPU
     max_concurrent: int = 0      # 0: as many as the cluster's CPUs/GPUs fit
     seed: int = 0                # TPE sampler seed
     grace_period: int = 0        # 0: the first epoch of the last phase
@@ -73,19 +80,40 @@ class SweepOptions:
 
 # ---------------------------------------------------------------- one trial (runs in a Ray worker)
 
-def trial_main(config, opts: SweepOptions):
-    """Tune's trainable: fit one Ray Train run for this trial's suggested config."""
+def trial_main(config, opts: SweepOptions, source=()):
+    """Tune's trainable: train this trial's suggested config, in this process when it has one
+    worker, else as a Ray Train run. `source`: [ObjectRef of the data.Source] (empty: read
+    `data_dir`)."""
     import ray
     import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     cfg = opts.search_space().config(config)
+    job = {"cfg": cfg, "data_dir": opts.data_dir, "source": list(source),
+           "extra": {"trial_node": ray.get_runtime_context().get_node_id()}}
+    if opts.workers == 1:
+        import torch
+        torch.set_num_threads(max(1, int(opts.cpus_per_worker)))   # a reused process keeps no old setting
+        # Ray shows the trial only its share of GPUs (CUDA_VISIBLE_DEVICES): a fraction is cuda:0
+        # shared with other trials.
+        device = "cuda" if opts.gpus_per_worker else "cpu"
+        job["extra"]["device"] = device
+        trial_loop(job, device=device)
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
     trial_id = ray.tune.get_context().get_trial_id()
     trainer = make_trainer(cfg, workers=opts.workers, name=f"train-{trial_id}", storage_path=f"{opts.path}/train",
-                           gpus_per_worker=opts.gpus_per_worker, data_dir=opts.data_dir,
-                           callbacks=[TuneReportCallback()], max_failures=opts.max_failures,
-                           extra={"trial_node": ray.get_runtime_context().get_node_id()})
+                           gpus_per_worker=opts.gpus_per_worker, cpus_per_worker=opts.cpus_per_worker,
+                           data_dir=opts.data_dir, source=job["source"], callbacks=[TuneReportCallback()],
+                           max_failures=opts.max_failures, extra=job["extra"])
     trainer.fit()
+
+
+def trial_resources(opts: SweepOptions):
+    """What one trial holds: its one worker's CPUs and GPUs; with several workers, one CPU for the
+    function that drives the Train run (its workers hold their own)."""
+    if opts.workers == 1:
+        return {"CPU": opts.cpus_per_worker, "GPU": opts.gpus_per_worker}
+    return {"CPU": 1, "GPU": 0}
 
 
 # ---------------------------------------------------------------- the sweep
@@ -166,12 +194,14 @@ class FreeOrphanedResources(Callback):
 
 
 def concurrency(opts):
-    """Trials at once: each needs a CPU for its driver plus, per worker, a CPU and its GPUs."""
+    """Trials at once: each needs what `trial_resources` says plus, with several workers, each
+    worker's CPUs and GPUs."""
     import ray
     if opts.max_concurrent:
         return opts.max_concurrent
-    have = ray.cluster_resources()
-    fit = int(have.get("CPU", 1) // (1 + opts.workers))
+    have, own = ray.cluster_resources(), trial_resources(opts)
+    workers = 0 if opts.workers == 1 else opts.workers      # Train workers beside the trial's own process
+    fit = int(have.get("CPU", 1) // (own["CPU"] + workers * opts.cpus_per_worker))
     if opts.gpus_per_worker:
         fit = min(fit, int(have.get("GPU", 0) // (opts.gpus_per_worker * opts.workers)))
     return max(1, fit)
@@ -197,14 +227,19 @@ class WorstSeed(Repeater):
             self.searcher.on_trial_complete(group.primary_trial_id, result={self.searcher.metric: worst}, **kwargs)
 
 
-def build_tuner(opts: SweepOptions, resume=False):
+def build_tuner(opts: SweepOptions, resume=False, source=()):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
+    # Tune snapshots its state whenever a trial has checkpointed num_to_keep times since the last
+    # snapshot (so a resume never points at a deleted checkpoint), and warns each time it does;
+    # with a checkpoint per epoch of short epochs that is by design here. Set it yourself to see it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     space = opts.search_space()
-    trainable = tune.with_parameters(trial_main, opts=opts)
+    trainable = tune.with_resources(tune.with_parameters(trial_main, opts=opts, source=list(source)),
+                                    trial_resources(opts))
     if resume:
         return tune.Tuner.restore(opts.path, trainable, resume_unfinished=True, resume_errored=True)
     epochs, phases = total_epochs(space.base_config())
@@ -232,11 +267,18 @@ def build_tuner(opts: SweepOptions, resume=False):
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=opts.trials * opts.seeds,
-                                    max_concurrent_trials=concurrency(opts)),
+                                    max_concurrent_trials=concurrency(opts),
+                                    # a one-worker trial's process trains the next trial too (warm
+                                    # imports); a Train run's driving function gains nothing from it
+                                    reuse_actors=opts.workers == 1),
         run_config=tune.RunConfig(name=opts.name, storage_path=opts.storage_path,
                                   callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path, opts.data_dir), Progress(epochs),
                                              FreeOrphanedResources()],
-                                  stop=StopOnUserError(), failure_config=tune.FailureConfig(max_failures=1), verbose=0),
+                                  stop=StopOnUserError(), verbose=0,
+                                  # a one-worker trial is its own worker: Tune restarts it from its
+                                  # checkpoint; a Train run restarts its own workers
+                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures if opts.workers == 1 else 1),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )
 
 
@@ -245,7 +287,7 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
     early (Ctrl-C: Tune saves its state and returns), it raises KeyboardInterrupt."""
     from ray.tune import Tuner
 
-    connect(address, min_cpus=1 + opts.workers)
+    connect(address, min_cpus=math.ceil(trial_resources(opts)["CPU"] + (opts.workers > 1) * opts.workers * opts.cpus_per_worker))
     recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
     parent = recorder.parent(params={"space": opts.space_path, "trials": opts.trials, "workers": opts.workers,
                                      "gpus_per_worker": opts.gpus_per_worker, "objective": objective_name(opts),
@@ -253,7 +295,7 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
                                      "seeds_per_config": opts.seeds})
     resume = resume and Tuner.can_restore(opts.path)   # killed before Tune saved anything: start it
     try:
-        grid = build_tuner(opts, resume=resume).fit()
+        grid = build_tuner(opts, resume=resume, source=[shared_source(opts)]).fit()
         results = list(grid)
         for r in results:
             raise_user_error(r.metrics, f"sweep {opts.name}, trial {(r.metrics or {}).get('trial_id')}")
@@ -302,7 +344,7 @@ def summarize(opts, results, recorder, device):
         rows.append({"trial_id": m["trial_id"], "config": space.config(r.config or {}), "searched": r.config or {},
                      "completed": bool(m.get("last")), "error": r.error is not None,
                      "val/clean": m.get("val/clean", float("nan")), "val/worst": m.get(OBJECTIVE, float("nan")),
-                     "step": m.get("step", 0), "checkpoint": m.get("checkpoint_path")})
+                     "step": m.get("step", 0), "checkpoint": checkpoint_path(r)})
     done = [row for row in rows if row["completed"] and row["checkpoint"]]
     if not done:
         raise UserError(f"sweep {opts.name}: no trial finished its schedule (see the errors above); "
@@ -323,6 +365,15 @@ def summarize(opts, results, recorder, device):
     if opts.seeds > 1:
         out["configs"] = groups
     return out
+
+
+def checkpoint_path(result):
+    """A trial's last checkpoint: a Train run's, which its reports name (Tune holds none of its
+    own then), or the one a one-worker trial gave Tune."""
+    m = result.metrics or {}
+    if m.get("checkpoint_path"):
+        return m["checkpoint_path"]
+    return result.checkpoint.path if result.checkpoint else None
 
 
 def best_over_seeds(opts, rows):
@@ -443,7 +494,8 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
     name = check_name(flags.get("name") or f"{Path(space.path).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     opts = SweepOptions(
         name=name, space=space.to_dict(), space_path=space.path, trials=pick("trials", 4), workers=pick("workers", 2),
-        gpus_per_worker=float(pick("gpus_per_worker", 0.0)), max_concurrent=pick("max_concurrent", 0),
+        gpus_per_worker=float(pick("gpus_per_worker", 0.0)), cpus_per_worker=float(pick("cpus_per_worker", 1.0)),
+        max_concurrent=pick("max_concurrent", 0),
         seed=pick("seed", 0), grace_period=space.sweep.get("grace_period", 0), seeds=pick("seeds", 1),
         multi_objective=bool(flags.get("multi_objective")),
         data_dir=data_dir_for_workers(flags.get("data_dir")),
@@ -464,11 +516,22 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
             raise UserError(f"--{key} must be at least 1, got {getattr(opts, key)}")
     if opts.gpus_per_worker < 0 or opts.max_concurrent < 0:
         raise UserError("--gpus-per-worker and --max-concurrent must not be negative")
+    if opts.cpus_per_worker <= 0:
+        raise UserError(f"--cpus-per-worker must be above 0 (0.5: two one-worker trials share a CPU), "
+                        f"got {opts.cpus_per_worker:g}")
     if exists(f"{opts.path}/{SPEC_FILE}"):
         raise UserError(f"sweep '{name}' already exists in {opts.storage_path}; continue it with "
                         f"--resume --name {name}, or choose another --name")
     check_data(opts)
     return opts
+
+
+def shared_source(opts):
+    """The sweep's data set, read once here and put in Ray's object store: every trial (and every
+    Train worker) carves its seeded splits from this copy, so none reads the files again or needs
+    them on its own node's disk."""
+    import ray
+    return ray.put(read_source(opts.search_space().base_config()["dataset"], opts.data_dir))
 
 
 def check_data(opts):

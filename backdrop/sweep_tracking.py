@@ -12,7 +12,8 @@ from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
 from . import tracking
-from .distributed import ERROR_TAG, USER_ERROR, checkpoint_at, load_history, training_metrics, user_error_of
+from .checkpoints import checkpoint_at, load_history
+from .worker import ERROR_TAG, USER_ERROR, training_metrics, user_error_of
 from .search_space import SEED_INDEX
 
 SWEEP_TAG, TRIAL_TAG, ROLE_TAG = "backdrop.sweep", "backdrop.trial_id", "backdrop.role"

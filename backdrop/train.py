@@ -90,6 +90,10 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
     scorer = validation_scorer(splits, device) if rank == 0 else None
     augment = Augment() if cfg["augment"] else None
     train_x, train_y = splits.train.x, splits.train.y
+    if torch.device(device).type == "cuda":
+        # The training images live on the GPU for the whole run: a batch is an index, not a copy
+        # from the host (random draws still come from CPU generators, as on the CPU).
+        train_x, train_y = train_x.to(device), train_y.to(device)
     phases = algorithm.phases()
     last_phase = max((i for i, p in enumerate(phases) if p.epochs > 0), default=-1)
 

@@ -27,7 +27,8 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 
 from backdrop.data import load_dataset  # noqa: E402
-from backdrop.distributed import connect, make_trainer, save_checkpoint  # noqa: E402
+from backdrop.checkpoints import save_checkpoint  # noqa: E402
+from backdrop.distributed import connect, make_trainer  # noqa: E402
 from backdrop.hparams import make_config  # noqa: E402
 from backdrop.train import build_algorithm, train  # noqa: E402
 

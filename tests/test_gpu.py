@@ -1,7 +1,7 @@
 """The single-process path on a CUDA GPU. CI has no GPU, so these skip there; they run on a lent
-GPU machine (docs/BENCHMARKS.md says when they last did). The data stay on the CPU and every
-random draw comes from a CPU generator, so a GPU run sees the same batches, augmentations and
-noise as a CPU run of the same seed."""
+GPU machine (docs/BENCHMARKS.md says when they last did). The training data live on the GPU but
+every random draw comes from a CPU generator, so a GPU run sees the same batches, augmentations
+and noise as a CPU run of the same seed."""
 import pytest
 import torch
 
@@ -30,3 +30,31 @@ def test_each_method_trains_and_scores_on_the_gpu(method, tracking_uri):
                      with_noise=False)
     assert set(out["test"]) >= {"clean", "worst"} and 0 <= out["test"]["worst"] <= 1
     assert out["val"]
+
+
+def test_one_worker_trials_pack_two_to_a_gpu(tmp_path):
+    """`gpus_per_worker: 0.5` with one worker per trial: two trials train on one GPU at once."""
+    import ray
+    from mlflow import MlflowClient
+    from ray.tune import ExperimentAnalysis
+
+    from backdrop import sweep
+    from backdrop.search_space import parse
+    from test_sweep import TINY_SPACE, yaml_space
+
+    space = parse({**yaml_space(TINY_SPACE), "sweep": {"trials": 2, "workers": 1, "gpus_per_worker": 0.5}}, "gpu.yaml")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    opts = sweep.new_options(space, {"name": "gpu", "storage_path": str(tmp_path / "ray"), "no_register": True,
+                                     "tracking_uri": uri})
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
+    try:
+        assert sweep.concurrency(opts) == 2
+        sweep.run_sweep(opts, device="cuda")
+    finally:
+        ray.shutdown()
+    assert {t.last_result["device"] for t in ExperimentAnalysis(opts.path).trials} == {"cuda"}
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id],
+                              "tags.`backdrop.role` = 'trial'")
+    spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    assert len(spans) == 2 and spans[0][1] > spans[1][0]        # the two trials overlapped on the GPU

@@ -151,7 +151,7 @@ def test_trial_record_fills_epochs_whose_report_was_lost(tmp_path):
     import pickle
     from types import SimpleNamespace
 
-    from backdrop.distributed import save_checkpoint
+    from backdrop.checkpoints import save_checkpoint
     from backdrop.search_space import parse
     from backdrop.sweep_tracking import MLflowSweepCallback, SweepRecorder
 
@@ -177,3 +177,41 @@ def test_trial_record_fills_epochs_whose_report_was_lost(tmp_path):
     history = client.get_metric_history(runs[0].info.run_id, "val/worst")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3)]
     assert runs[0].data.params["lr_f"] == "0.001" and runs[0].data.params["limit"] == "8"
+
+
+def test_one_worker_trials_train_in_reused_processes_and_pack_two_to_a_cpu(tmp_path):
+    """A one-worker trial trains inside its own Tune process (no Ray Train run), Tune gives that
+    process to the next trial (warm imports), and with `cpus_per_worker: 0.5` two trials share one
+    CPU at once: on a one-CPU Ray instance, four trials run two at a time in two processes."""
+    import ray
+    from ray.tune import ExperimentAnalysis
+
+    from backdrop import sweep
+    from backdrop.search_space import parse
+
+    space = parse({**yaml_space(TINY_SPACE), "sweep": {"trials": 4, "workers": 1, "cpus_per_worker": 0.5, "seed": 3}},
+                  "pack.yaml")
+    opts = sweep.new_options(space, {"name": "pack", "storage_path": str(tmp_path / "ray"), "no_register": True,
+                                     "experiment": "sweeps", "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    ray.init(address="local", num_cpus=1, include_dashboard=False)
+    try:
+        assert sweep.concurrency(opts) == 2
+        sweep.run_sweep(opts, device="cpu")
+    finally:
+        ray.shutdown()
+    trials = ExperimentAnalysis(opts.path).trials
+    assert len(trials) == 4
+    # trained in the trial process itself: no Ray Train run was started for any trial
+    assert not (tmp_path / "ray" / "pack" / "train").exists()
+    assert len({t.last_result["pid"] for t in trials}) == 2, [t.last_result["pid"] for t in trials]
+    client, runs, _ = trial_runs(tmp_path, "pack")
+    spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    assert len(spans) == 4 and spans[0][1] > spans[1][0]        # the first two trials overlapped in time
+    for run in runs:                                           # every epoch a trial trained, recorded once
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/worst")]
+        assert steps == list(range(1, len(steps) + 1)) and steps
+
+
+def yaml_space(text):
+    import yaml
+    return yaml.safe_load(text)

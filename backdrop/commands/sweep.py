@@ -18,8 +18,14 @@ def build_parser(prog="python -m platform.sweep"):
     p.add_argument("--seeds", type=int,
                    help="train each config with this many seeds (the file's seed, +1, ...) and score it by its "
                         "worst seed's val/worst; no early stopping then (default: file, else 1)")
-    p.add_argument("--workers", type=int, help="Ray Train data-parallel workers per trial (default: file, else 2)")
-    p.add_argument("--gpus-per-worker", type=float, help="GPUs per worker (default: file, else 0 = CPU)")
+    p.add_argument("--workers", type=int, help="data-parallel workers per trial (default: file, else 2): several are a "
+                                               "Ray Train DDP run; 1 trains inside the trial's own process")
+    p.add_argument("--gpus-per-worker", type=float,
+                   help="GPUs per worker (default: file, else 0 = CPU); with --workers 1 a fraction packs trials "
+                        "on a GPU (0.25: four at once)")
+    p.add_argument("--cpus-per-worker", type=float,
+                   help="CPUs per worker, also its torch threads (default: file, else 1); with --workers 1 a "
+                        "fraction packs trials on a CPU")
     p.add_argument("--max-concurrent", type=int,
                    help="trials at once (default: file, else as many as the cluster's CPUs/GPUs fit)")
     p.add_argument("--seed", type=int, help="seed of the TPE sampler (default: file, else 0)")
@@ -49,7 +55,7 @@ def main(argv=None, prog="python -m platform.sweep"):
     # Validate the space before importing Ray (slow): a bad file is an instant one-line error.
     from backdrop.search_space import load_space
     if args.resume:
-        given = [f for f in ("space", "trials", "seeds", "workers", "gpus_per_worker", "max_concurrent", "seed")
+        given = [f for f in ("space", "trials", "seeds", "workers", "gpus_per_worker", "cpus_per_worker", "max_concurrent", "seed")
                  if getattr(args, f) is not None]
         given += [f for f in ("multi_objective", "register", "no_register") if getattr(args, f)]
         if given:
