@@ -19,7 +19,7 @@ from .checkpoints import load_state, storage_uri
 from .data import data_dir_for_workers, make_splits, read_source
 from .errors import UserError
 from .train import build_algorithm
-from .worker import ERROR_TAG, training_metrics, user_error_of, worker_loop
+from .worker import ERROR_TAG, user_error_of, worker_loop
 
 # ---------------------------------------------------------------- connecting to Ray
 
@@ -103,24 +103,6 @@ def load_trained(checkpoint, cfg, splits, device="cpu"):
     return place(algorithm, device).eval()
 
 
-def orphaned_placement_groups():
-    """Ids of this job's placement groups that still hold resources though the actor that made
-    them is dead: a Train controller killed with its Tune trial before it could remove its
-    workers' group. Ray Train's own cleaner finds these only through the dashboard's State API;
-    this reads the GCS, which answers whenever Ray does. No public API names a group's creator,
-    hence the private accessor (ray is pinned; tests/test_distributed.py checks this)."""
-    import ray
-    from ray.core.generated.gcs_pb2 import PlacementGroupTableData
-    job, nobody = ray.get_runtime_context().get_job_id(), ray.ActorID.nil().binary()
-    found = []
-    for raw in ray._private.state.state._connect_and_get_accessor().get_placement_group_table():
-        pg = PlacementGroupTableData.FromString(raw)
-        if (pg.creator_actor_id != nobody and pg.creator_actor_dead and not pg.is_detached
-                and pg.creator_job_id.hex() == job and pg.state != PlacementGroupTableData.REMOVED):
-            found.append(pg.placement_group_id.hex())
-    return found
-
-
 def free_placement_group(hex_id):
     """Remove a placement group (and so any actor still in it) unless it is gone already."""
     import ray
@@ -131,7 +113,7 @@ def free_placement_group(hex_id):
 
 
 def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, cpus_per_worker=1, data_dir=None,
-                 source=None, callbacks=(), max_failures=2, score_test=False, fail_at_step=None, extra=None):
+                 source=None, callbacks=(), max_failures=2, fail_at_step=None, extra=None):
     """A TorchTrainer for one training run. The same (storage_path, name) resumes that run.
     `source`: [ObjectRef of the data.Source] the workers carve their splits from (else they read
     `data_dir`); `extra`: constant entries added to every report (e.g. the Tune trial's node)."""
@@ -149,7 +131,7 @@ def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, 
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"cfg": cfg, "data_dir": data_dir, "source": source, "score_test": score_test,
+        train_loop_config={"cfg": cfg, "data_dir": data_dir, "source": source,
                            "fail_at_step": fail_at_step, "extra": extra or {}},
         torch_config=TorchConfig(backend=backend_for(gpus_per_worker)),
         scaling_config=scaling(workers, gpus_per_worker, cpus_per_worker),
@@ -164,13 +146,6 @@ def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, 
 
 # ---------------------------------------------------------------- results → MLflow
 
-def split_final(metrics):
-    """(test dict, noise curve) from the last report of a run trained with score_test."""
-    test = {k[5:]: v for k, v in metrics.items() if k.startswith("test/")}
-    curve = {float(k[6:]): v for k, v in metrics.items() if k.startswith("noise/")}
-    return test, curve
-
-
 class MLflowEpochs(UserCallback):
     """Ray Train callback: logs rank 0's metrics of every epoch to one MLflow run as they arrive.
     It runs in the Train controller, which Ray places on the driver's node, while the driver
@@ -181,15 +156,12 @@ class MLflowEpochs(UserCallback):
 
     def after_report(self, run_context, metrics, checkpoint):
         from mlflow import MlflowClient
-        from mlflow.entities import Metric
         m = metrics[0]
         error = user_error_of(m)
         if error:                           # bad input: no epoch; the driver reads the tag
             MlflowClient(self.uri).set_tag(self.run_id, ERROR_TAG, error[:5000])
             return
-        now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, int(m["step"])) for k, v in training_metrics(m).items()]
-        MlflowClient(self.uri).log_batch(self.run_id, metrics=batch)
+        tracking.log_metrics(MlflowClient(self.uri), self.run_id, tracking.epoch_metrics(m, m["step"], tracking.now_ms()))
 
 
 def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experiment=tracking.DEFAULT_EXPERIMENT,
@@ -201,8 +173,10 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
     waits for until its first epoch ends."""
     import mlflow
 
+    import torch
+
     from .api import save_model
-    from .run import log_final
+    from .run import final_scores, log_final
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
@@ -223,8 +197,7 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
         # the files, so a worker node needs no copy of the data folder.
         trainer = make_trainer(cfg, workers=workers, name=f"train-{run.info.run_id}", storage_path=storage_path,
                                gpus_per_worker=gpus, data_dir=data_dir, source=[ray.put(source)],
-                               callbacks=[MLflowEpochs(uri, run.info.run_id)], max_failures=max_failures,
-                               score_test=True)
+                               callbacks=[MLflowEpochs(uri, run.info.run_id)], max_failures=max_failures)
         with WaitNotice(f"Ray Train run train-{run.info.run_id} ({workers} workers)", uri, run.info.run_id,
                         enabled=progress):
             result = trainer.fit()
@@ -232,8 +205,11 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
         error = mlflow.MlflowClient(uri).get_run(run.info.run_id).data.tags.get(ERROR_TAG)
         if error:
             raise UserError(f"training ({error})")      # the run ends FAILED, its epochs kept
-        test, curve = split_final(result.metrics)
-        algorithm = load_trained(result.checkpoint, cfg, splits)
+        # The driver scores the final checkpoint, as a sweep scores its selected trials: one place
+        # computes and names the test suite and the noise curve.
+        here = "cuda" if gpus and torch.cuda.is_available() else "cpu"
+        algorithm = load_trained(result.checkpoint, cfg, splits, here)
+        test, curve = final_scores(algorithm, splits, here)
         log_final(algorithm, splits, test, curve, cfg["method"])
         if save_to:
             save_model(algorithm, save_to)

@@ -4,7 +4,6 @@ Command-line flags, YAML configs, search spaces and ablation specs all name thes
 validated against this table, so a typo is a one-line error instead of a silently ignored value.
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 

@@ -10,19 +10,14 @@ The run looks exactly like one from `platform.train` (same metric names, steps, 
 import os
 import socket
 import tempfile
-import time
 from pathlib import Path
 
 import ray
-from mlflow.entities import Metric, Param
+from mlflow.entities import Param
 
 from . import tracking
 
-MLFLOW_BATCH = 1000          # MLflow's limit on metrics per log_batch call (params: 100)
-
-
-def now_ms():
-    return int(time.time() * 1000)
+MLFLOW_PARAMS_BATCH = 100    # MLflow's limit on params per log_batch call
 
 
 def train_record(cfg, data_dir=None, device="cpu", with_noise=True, source=None):
@@ -36,7 +31,7 @@ def train_record(cfg, data_dir=None, device="cpu", with_noise=True, source=None)
     from .run import final_scores, pick_device, write_final_artifacts
     from .train import train
 
-    start = now_ms()
+    start = tracking.now_ms()
     if source is not None:
         splits = make_splits(source, seed=cfg["seed"], limit=cfg["limit"] or None)
     else:
@@ -45,7 +40,7 @@ def train_record(cfg, data_dir=None, device="cpu", with_noise=True, source=None)
     epochs = []
 
     def on_epoch(end):
-        epochs.append({"step": end.step, "time": now_ms(), "metrics": end.metrics(), "val": dict(end.val)})
+        epochs.append({"step": end.step, "time": tracking.now_ms(), "metrics": end.metrics(), "val": dict(end.val)})
 
     algorithm = train(cfg, splits, on_epoch=on_epoch, device=device, progress=False)
     test, curve = final_scores(algorithm, splits, device, with_noise)
@@ -61,7 +56,7 @@ def train_record(cfg, data_dir=None, device="cpu", with_noise=True, source=None)
         "artifacts": artifacts,
         "example": splits.test.x[:EXAMPLE_ROWS].numpy(),     # the MLflow Model's input example
         "datasets": tracking.dataset_inputs(cfg, splits, data_dir),
-        "start": start, "end": now_ms(),
+        "start": start, "end": tracking.now_ms(),
         "host": socket.gethostname(), "threads": torch.get_num_threads(),
     }
 
@@ -80,11 +75,8 @@ def record_metrics(record):
     """Every metric of a record as MLflow Metrics, named and stepped as `platform.train` does."""
     out = []
     for e in record["epochs"]:
-        out += [Metric(tracking.safe_key(k), float(v), e["time"], e["step"]) for k, v in e["metrics"].items()]
-    end = record["end"]
-    out += [Metric(f"test/{k}", float(v), end, 0) for k, v in record["test"].items()]
-    out += [Metric("noise/accuracy", float(acc), end, round(rate * 100)) for rate, acc in record["noise"].items()]
-    return out
+        out += tracking.epoch_metrics(e["metrics"], e["step"], e["time"])
+    return out + tracking.final_metrics(record["test"], record["noise"], record["end"])
 
 
 def log_record(client, experiment_id, record, *, run_name=None, tags=None, parent_run_id=None):
@@ -98,12 +90,10 @@ def log_record(client, experiment_id, record, *, run_name=None, tags=None, paren
     run_id = run.info.run_id
     try:
         params = [Param(k, str(v)) for k, v in record["params"].items()]
-        for i in range(0, len(params), 100):
-            client.log_batch(run_id, params=params[i:i + 100])
+        for i in range(0, len(params), MLFLOW_PARAMS_BATCH):
+            client.log_batch(run_id, params=params[i:i + MLFLOW_PARAMS_BATCH])
         client.log_inputs(run_id, datasets=record["datasets"])
-        metrics = record_metrics(record)
-        for i in range(0, len(metrics), MLFLOW_BATCH):
-            client.log_batch(run_id, metrics=metrics[i:i + MLFLOW_BATCH])
+        tracking.log_metrics(client, run_id, record_metrics(record))
         with tempfile.TemporaryDirectory() as d:
             for rel, data in record["artifacts"].items():
                 p = Path(d) / rel

@@ -23,7 +23,8 @@ def pick_device(name="auto"):
 
 
 def log_epoch(end):
-    mlflow.log_metrics({tracking.safe_key(k): v for k, v in end.metrics().items()}, step=end.step)
+    tracking.log_metrics(mlflow.MlflowClient(), mlflow.active_run().info.run_id,
+                         tracking.epoch_metrics(end.metrics(), end.step, tracking.now_ms()))
 
 
 def final_scores(algorithm, splits, device="cpu", with_noise=True):
@@ -59,9 +60,8 @@ def log_artifacts_and_model(d, example, registered_name=None):
 
 def log_final(algorithm, splits, test, curve, run_label, registered_name=None):
     """Test metrics, the noise curve (step = rate in %), figures and the model, to the active run."""
-    mlflow.log_metrics({f"test/{k}": v for k, v in test.items()})
-    for rate, acc in curve.items():
-        mlflow.log_metric("noise/accuracy", acc, step=round(rate * 100))
+    tracking.log_metrics(mlflow.MlflowClient(), mlflow.active_run().info.run_id,
+                         tracking.final_metrics(test, curve, tracking.now_ms()))
     with tempfile.TemporaryDirectory() as d:
         write_final_artifacts(algorithm, splits, test, curve, run_label, d)
         return log_artifacts_and_model(d, splits.test.x[:mlflow_model.EXAMPLE_ROWS], registered_name)

@@ -35,7 +35,8 @@ from ray.tune.stopper import Stopper
 from . import tracking
 from .data import data_dir_for_workers, load_dataset, read_source
 from .checkpoints import checkpoint_at, storage_uri
-from .distributed import connect, cpus_free, free_placement_group, load_trained, make_trainer, orphaned_placement_groups
+from .distributed import connect, cpus_free, free_placement_group, load_trained, make_trainer
+from .ray_internals import orphaned_placement_groups
 from .worker import USER_ERROR, raise_user_error, trial_loop
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct

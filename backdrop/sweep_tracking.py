@@ -5,15 +5,14 @@ default sqlite store has a single writer however many trials run at once. Runs a
 tags (`backdrop.sweep`, `backdrop.trial_id`) before any is created: a restarted trial or a resumed
 sweep continues its runs instead of adding duplicates.
 """
-import time
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param, RunTag
 from ray.tune import Callback
 
 from . import tracking
 from .checkpoints import checkpoint_at, load_history
-from .worker import ERROR_TAG, USER_ERROR, training_metrics, user_error_of
+from .worker import ERROR_TAG, USER_ERROR, user_error_of
 from .search_space import SEED_INDEX
 
 SWEEP_TAG, TRIAL_TAG, ROLE_TAG = "backdrop.sweep", "backdrop.trial_id", "backdrop.role"
@@ -133,15 +132,15 @@ class MLflowSweepCallback(Callback):
         if user_error_of(result):           # bad input, met in the trial's workers: no epoch
             client.set_tag(run_id, ERROR_TAG, user_error_of(result)[:5000])
             return
-        now = int(time.time() * 1000)
+        now = tracking.now_ms()
         step = int(result.get("step", iteration))
         logged = self._logged_steps(trial, run_id)
-        epochs = [] if step in logged else [{"step": step, **training_metrics(result)}]   # a replayed end
+        epochs = [] if step in logged else [{"step": step, **tracking.training_metrics(result)}]   # a replayed end
         if set(range(1, step)) - logged and result.get("checkpoint_path"):
             history = load_history(checkpoint_at(result["checkpoint_path"], self.storage_path))
             epochs = [e for e in history if e["step"] < step and e["step"] not in logged] + epochs
         for epoch in epochs:
-            client.log_batch(run_id, metrics=[Metric(k, v, now, epoch["step"]) for k, v in epoch.items() if k != "step"])
+            client.log_batch(run_id, metrics=tracking.epoch_metrics(epoch, epoch["step"], now))
             logged.add(epoch["step"])
         if trial.trial_id not in self._tagged:
             # Where the trial ran: its Tune driver's node and its Train workers' nodes.

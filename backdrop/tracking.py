@@ -4,6 +4,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -142,6 +143,45 @@ def config_params(cfg):
 def safe_key(name):
     """MLflow metric names allow letters, digits, _ - . / and spaces."""
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in str(name))
+
+
+# ---------------------------------------------------------------- the one metric writer
+# Every way a job runs (in process, Ray task, Ray Train, Tune trial) names and steps its metrics
+# here, so a run looks the same in MLflow whichever way it ran.
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def is_training_metric(key, value):
+    """What the loop measures (losses per phase, val/*, throughput), not Ray's or our bookkeeping."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and ("/" in key or key == "images_per_s") and not key.startswith("config/"))
+
+
+def training_metrics(report):
+    """The loop's measurements in a report (an epoch's, or Ray's result dict), by MLflow name."""
+    return {safe_key(k): float(v) for k, v in report.items() if is_training_metric(k, v)}
+
+
+def epoch_metrics(report, step, time_ms):
+    """One epoch as MLflow Metrics at step = the epoch count across phases."""
+    from mlflow.entities import Metric
+    return [Metric(k, v, time_ms, int(step)) for k, v in training_metrics(report).items()]
+
+
+def final_metrics(test, curve, time_ms):
+    """The test suite as `test/<column>` (step 0) and the accuracy-vs-noise curve as
+    `noise/accuracy` at step = the noise rate in %."""
+    from mlflow.entities import Metric
+    return ([Metric(f"test/{k}", float(v), time_ms, 0) for k, v in test.items()]
+            + [Metric("noise/accuracy", float(acc), time_ms, round(rate * 100)) for rate, acc in curve.items()])
+
+
+def log_metrics(client, run_id, metrics, batch=1000):
+    """Write Metrics in batches of MLflow's per-call limit."""
+    for i in range(0, len(metrics), batch):
+        client.log_batch(run_id, metrics=metrics[i:i + batch])
 
 
 def experiment_id(client, name):

@@ -12,7 +12,6 @@ Ray processes import this module by name, so it (and everything it runs) lives i
 never in `platform/`.
 """
 import hashlib
-import logging
 import socket
 import tempfile
 
@@ -20,6 +19,7 @@ from . import tracking
 from .checkpoints import load_history, load_state, save_checkpoint
 from .data import load_dataset, make_splits
 from .errors import UserError
+from .ray_internals import quiet_checkpoint_log, quiet_report_log
 
 USER_ERROR = "user_error"        # a report key: the job met bad input (its one-line message)
 ERROR_TAG = "backdrop.error"     # the MLflow tag that carries it to the driver and the record
@@ -67,8 +67,7 @@ class TuneSession:
 
     def __init__(self, device):
         self.device = device
-        # Tune's session logs every persisted checkpoint at INFO, i.e. a console line per epoch.
-        logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+        quiet_checkpoint_log()
 
     def checkpoint(self):
         import ray.tune
@@ -113,16 +112,6 @@ def weights_digest(algorithm):
     return h.hexdigest()[:16]
 
 
-def quiet_report_log():
-    """Ray 2.60 logs every report (all metrics) at INFO under a logger named after its source file,
-    outside `ray.train`, so LoggingConfig does not reach it: raise its level here."""
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-
-
 def job_splits(cfg, config):
     """The job's data: from the driver's Source in Ray's object store when it sent one (then no
     file is read here), else read from `data_dir` (the driver checked it exists)."""
@@ -139,9 +128,9 @@ def run_job(config, session):
     (`raise_user_error`).
 
     `config`: cfg (a full hparams config), source ([ObjectRef of a data.Source]) or data_dir,
-    score_test (rank 0 adds test-suite scores to the last report), fail_at_step (test hook: the
-    last rank crashes after that epoch unless the job resumed from a checkpoint), extra (constant
-    entries added to every report)."""
+    fail_at_step (test hook: the last rank crashes after that epoch unless the job resumed from a
+    checkpoint), extra (constant entries added to every report). The test suite is the driver's
+    to score, from the final checkpoint."""
     try:
         train_job(config, session)
     except UserError as e:
@@ -170,14 +159,9 @@ def train_job(config, session):
                    "resumed_from": resume["step"] if resume else 0, "world": world, "workers_at": nodes, **extra}
         if world > 1:
             metrics["weights_sha"] = weights_digest(end.algorithm)     # equal on every rank: DDP's check
-        if end.last and config.get("score_test") and rank == 0:
-            from .run import final_scores
-            test, curve = final_scores(end.algorithm, splits, session.device)
-            metrics.update({f"test/{k}": v for k, v in test.items()})
-            metrics.update({f"noise/{rate:g}": acc for rate, acc in curve.items()})
         with tempfile.TemporaryDirectory() as d:
             if rank == 0:
-                history.append({"step": end.step, **training_metrics(metrics)})
+                history.append({"step": end.step, **tracking.training_metrics(metrics)})
                 save_checkpoint(d, end.checkpoint(), history)
             session.report(metrics, d if rank == 0 else None, f"epoch_{end.step:04d}")
 
@@ -216,13 +200,3 @@ def raise_user_error(metrics, where):
     error = user_error_of(metrics)
     if error:
         raise UserError(f"{where} ({error})")
-
-
-def is_training_metric(key, value):
-    """What the loop measures (losses, val/*, throughput), not Ray's or our bookkeeping."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and ("/" in key or key == "images_per_s") and not key.startswith(("test/", "noise/", "config/")))
-
-
-def training_metrics(result):
-    return {tracking.safe_key(k): float(v) for k, v in result.items() if is_training_metric(k, v)}

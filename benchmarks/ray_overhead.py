@@ -122,7 +122,8 @@ def main():
     text = f"""
 The same training through the plain loop, Ray Train (one worker given all {CPUS} cores, as the
 plain loop uses them) and Ray Tune (one trial fitting that Ray Train run, as `platform.sweep`
-does); each mode's fastest of {args.repeats} alternating repeats. Config: the adversarial method
+does for a trial with several workers; a one-worker trial trains in its own Tune process, see
+*Per-trial tax*); each mode's fastest of {args.repeats} alternating repeats. Config: the adversarial method
 on the offline digits, widths {cfg['widths']}, batch {cfg['batch_size']}, {epochs} epochs
 ({cfg['epochs_f']} + {cfg['epochs_mask']} + {cfg['epochs_adv']}), a checkpoint every epoch in
 every mode. Machine: {CPUS} CPU cores, torch {torch.__version__}, ray {ray.__version__}.

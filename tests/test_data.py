@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import http.server
 import os
-import shutil
 import threading
 from pathlib import Path
 

@@ -12,7 +12,7 @@ import ray.cloudpickle
 import torch
 from ray.train import UserCallback
 
-from backdrop import checkpoints, distributed, worker
+from backdrop import checkpoints, distributed, ray_internals, worker
 from conftest import SHARED_DATA, logged_model, tiny_config
 
 # The recorder below runs in Ray's Train controller, which cannot import this test module.
@@ -110,12 +110,12 @@ def test_sweep_frees_the_groups_of_dead_controllers_only():
     orphan, kept = ray.get(killed.make.remote()), ray.get(alive.make.remote())
     ours = placement_group([{"CPU": 0.5}])
     ray.get(ours.ready())
-    assert distributed.orphaned_placement_groups() == []
+    assert ray_internals.orphaned_placement_groups() == []
     ray.kill(killed)
     deadline = time.time() + 30
-    while orphan not in distributed.orphaned_placement_groups() and time.time() < deadline:
+    while orphan not in ray_internals.orphaned_placement_groups() and time.time() < deadline:
         time.sleep(0.2)
-    assert distributed.orphaned_placement_groups() == [orphan]
+    assert ray_internals.orphaned_placement_groups() == [orphan]
     FreeOrphanedResources(every_s=0).on_step_begin(0, [])
     groups = {h: PlacementGroup(ray.PlacementGroupID(bytes.fromhex(h))) for h in (orphan, kept)} | {"ours": ours}
     assert {k: placement_group_table(pg)["state"] for k, pg in groups.items()} == \
@@ -235,3 +235,20 @@ def test_bad_input_in_a_worker_is_not_retried(tmp_path, tracking_uri):
     client = mlflow.MlflowClient(tracking_uri)
     assert client.get_run(out["run_id"]).info.status == "FINISHED" and "backdrop.error" not in client.get_run(
         out["run_id"]).data.tags
+
+
+def test_a_ray_internal_that_moved_warns_once_and_turns_itself_off():
+    """What ray_internals does if a Ray upgrade moves a private module it reads: one warning
+    naming the helper, then the helper's harmless default, silently."""
+    import warnings
+
+    @ray_internals._guarded(default=[])
+    def reads_a_moved_module():
+        from ray._private import no_such_module   # noqa: F401  (absent in every Ray)
+        return ["never"]
+
+    with pytest.warns(RuntimeWarning, match="reads_a_moved_module is off"):
+        assert reads_a_moved_module() == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert reads_a_moved_module() == []
