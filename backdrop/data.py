@@ -296,6 +296,7 @@ def _read_pair(paths, images_key: str, labels_key: str) -> tuple[np.ndarray, np.
     return images, labels
 
 
+@functools.lru_cache(maxsize=1)
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits  # lazy: sklearn is slow to import
 
@@ -303,7 +304,9 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     x = torch.from_numpy(d.images).float().div_(16).unsqueeze(1)
     x = torch.nn.functional.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
     x = torch.where(x < _DIGITS_THRESHOLD, torch.zeros(()), x).clamp_(max=1.0)
-    return x.squeeze(1).numpy(), d.target  # float in [0, 1]: uint8 would lose precision
+    images, labels = x.squeeze(1).numpy(), d.target   # float in [0, 1]: uint8 would lose precision
+    images.flags.writeable = labels.flags.writeable = False   # cached: shared, never written
+    return images, labels
 
 
 @dataclass

@@ -288,7 +288,8 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
     early (Ctrl-C: Tune saves its state and returns), it raises KeyboardInterrupt."""
     from ray.tune import Tuner
 
-    connect(address, min_cpus=math.ceil(trial_resources(opts)["CPU"] + (opts.workers > 1) * opts.workers * opts.cpus_per_worker))
+    connect(address, min_cpus=math.ceil(trial_resources(opts)["CPU"] + (opts.workers > 1) * opts.workers * opts.cpus_per_worker),
+            dashboard=opts.workers > 1)     # one-worker trials start no Ray Train run
     recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
     parent = recorder.parent(params={"space": opts.space_path, "trials": opts.trials, "workers": opts.workers,
                                      "gpus_per_worker": opts.gpus_per_worker, "objective": objective_name(opts),
