@@ -140,15 +140,21 @@ def _cause(e):
 WAIT_NOTICE_S = 60.0       # a line while no run has finished for this long
 
 
-def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, with_noise=True):
-    """Train `jobs` as Ray tasks; log each run as soon as its task returns. {key: run_id}."""
+def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, with_noise=True, gpus_per_run=0.0):
+    """Train `jobs` as Ray tasks; log each run as soon as its task returns. {key: run_id}.
+    `gpus_per_run`: a GPU share per task (0.25: four runs at once on each GPU), 0 for the CPU."""
     done, failures = {}, []
     with ray_session(address):
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        say(f"training {len(jobs)} run(s) as Ray tasks on {cpus} CPU(s), 1 CPU each")
+        if gpus_per_run and not ray.cluster_resources().get("GPU", 0):
+            raise UserError(f"--gpus-per-run {gpus_per_run:g}: Ray sees no GPU; drop the flag or join a cluster with GPUs")
+        share = f", {gpus_per_run:g} GPU" if gpus_per_run else ""
+        say(f"training {len(jobs)} run(s) as Ray tasks on {cpus} CPU(s), 1 CPU{share} each")
+        task = remote.train_task.options(num_gpus=gpus_per_run) if gpus_per_run else remote.train_task
+        device = "cuda" if gpus_per_run else "cpu"
         # Each data set is read once, here, and reaches every task through Ray's object store.
         sources = {ds: ray.put(read_source(ds, data_dir)) for ds in sorted({j.cfg["dataset"] for j in jobs})}
-        pending = {remote.train_task.remote(j.cfg, data_dir, with_noise, sources[j.cfg["dataset"]]): j for j in jobs}
+        pending = {task.remote(j.cfg, data_dir, with_noise, sources[j.cfg["dataset"]], device): j for j in jobs}
         started = time.monotonic()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_NOTICE_S)
@@ -216,7 +222,7 @@ def compare(client, plan, run_of, parent_run_id=""):
 
 def log_comparison(client, parent_id, comparison, table):
     """Summary metrics on the parent (comparable across ablations in the runs table) + files."""
-    now, metrics = remote.now_ms(), []
+    now, metrics = tracking.now_ms(), []
     for r in comparison.rows:
         values = {"reference": mean_sd(r.reference)[0], "variant": mean_sd(r.variant)[0], "delta": r.delta.mean,
                   "delta_low": r.delta.low, "delta_high": r.delta.high}

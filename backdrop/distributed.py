@@ -11,6 +11,8 @@ import os
 import socket
 import time
 
+import ray
+import torch
 from ray.train import UserCallback
 
 from . import tracking
@@ -37,7 +39,6 @@ def connect(address=None, min_cpus=1, dashboard=True):
     instance without the dashboard, for work that starts no Ray Train run (whose placement-group
     cleaner needs the dashboard's State API): 2 s less to start, and its processes take no CPU
     from training on a small machine."""
-    import ray
     if ray.is_initialized():
         return
     address = cluster_address(address)
@@ -73,7 +74,6 @@ def connect(address=None, min_cpus=1, dashboard=True):
 
 def cpus_free():
     """'Ray has F of T CPUs free': what every wait line says, so a slow start reads as a queue."""
-    import ray
     return (f"Ray has {ray.available_resources().get('CPU', 0):g} of "
             f"{ray.cluster_resources().get('CPU', 0):g} CPUs free")
 
@@ -111,7 +111,6 @@ def load_trained(checkpoint, cfg, splits, device="cpu"):
 
 def free_placement_group(hex_id):
     """Remove a placement group (and so any actor still in it) unless it is gone already."""
-    import ray
     from ray.util.placement_group import PlacementGroup, remove_placement_group
     pg = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(hex_id)))
     if ray.util.placement_group_table(pg).get("state", "REMOVED") != "REMOVED":
@@ -179,14 +178,11 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
     waits for until its first epoch ends."""
     import mlflow
 
-    import torch
-
     from .api import save_model
     from .run import final_scores, log_final
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
-    import ray
     data_dir = data_dir_for_workers(data_dir)
     source = read_source(cfg["dataset"], data_dir)                  # bad data: fails here, before Ray
     splits = make_splits(source, seed=cfg["seed"], limit=cfg["limit"] or None)

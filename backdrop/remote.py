@@ -57,18 +57,20 @@ def train_record(cfg, data_dir=None, device="cpu", with_noise=True, source=None)
         "example": splits.test.x[:EXAMPLE_ROWS].numpy(),     # the MLflow Model's input example
         "datasets": tracking.dataset_inputs(cfg, splits, data_dir),
         "start": start, "end": tracking.now_ms(),
-        "host": socket.gethostname(), "threads": torch.get_num_threads(),
+        "host": socket.gethostname(), "threads": torch.get_num_threads(), "device": str(device),
     }
 
 
 @ray.remote(num_cpus=1)
-def train_task(cfg, data_dir=None, with_noise=True, source=None):
-    """One run on one CPU. Ray sets OMP_NUM_THREADS=1 for a 1-CPU task, so torch follows it and
-    two tasks on two cores do not fight over threads. `source`: an ObjectRef of the data.Source
-    the driver read once (Ray hands the task the Source itself), so no task reads the files."""
+def train_task(cfg, data_dir=None, with_noise=True, source=None, device="cpu"):
+    """One run on one CPU (and, with `device` cuda, the GPU share the caller asked Ray for: Ray
+    shows the task only that GPU). Ray sets OMP_NUM_THREADS=1 for a 1-CPU task, so torch follows
+    it and two tasks on two cores do not fight over threads. `source`: an ObjectRef of the
+    data.Source the driver read once (Ray hands the task the Source itself), so no task reads
+    the files."""
     import torch
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    return train_record(cfg, data_dir, with_noise=with_noise, source=source)
+    return train_record(cfg, data_dir, device=device, with_noise=with_noise, source=source)
 
 
 def record_metrics(record):
@@ -82,7 +84,7 @@ def record_metrics(record):
 def log_record(client, experiment_id, record, *, run_name=None, tags=None, parent_run_id=None):
     """Write one record as a finished MLflow run (the driver's job); returns the run id."""
     cfg = record["cfg"]
-    all_tags = tracking.run_tags(cfg, host=record["host"], **(tags or {}))
+    all_tags = tracking.run_tags(cfg, host=record["host"], device=record.get("device", "cpu"), **(tags or {}))
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, start_time=record["start"], run_name=run_name,

@@ -1,6 +1,7 @@
-"""Hyperparameter sweeps: Ray Tune proposes configs with Optuna's TPE sampler, each trial is a
-data-parallel Ray Train run (distributed.py), ASHA stops poor trials early, and MLflow records
-everything (sweep_tracking.py). `python -m platform.sweep` is the command line.
+"""Hyperparameter sweeps: Ray Tune proposes configs with Optuna's TPE sampler, each trial trains
+them (in its own process with one worker, as a data-parallel Ray Train run with several), ASHA
+stops poor trials early, and MLflow records everything (sweep_tracking.py). `python -m
+platform.sweep` is the command line.
 
 The objective never looks at the six test backgrounds: it is `val/worst`, the worst accuracy over
 the *validation* background families (other patterns than the test ones, see backgrounds.py) on
@@ -67,9 +68,18 @@ class SweepOptions:
     storage_path: str = ""
     tracking_uri: str = ""
     experiment: str = DEFAULT_EXPERIMENT
-    max_failures: int = 2        # worker failures a Train run recovers from (from its checkpoint)
+    max_failures: int = 2        # failures a trial's training recovers from, from its checkpoint
+    # One-worker trials train in their Tune process. False only in the saved options of a sweep
+    # begun by an older version, whose one-worker trials were Train runs: resumed, they stay so
+    # (their checkpoints are Train's, which a Tune trial would not find).
+    one_worker_in_trial: bool = False
     register: str = ""           # registered model that gets the best trial's model ("": none)
     seeds: int = 1               # seeds per suggested config; objective: the worst seed's val/worst
+
+    @property
+    def in_trial(self):
+        """Whether each trial trains in its own Tune process (no Ray Train run)."""
+        return self.workers == 1 and self.one_worker_in_trial
 
     @property
     def path(self):
@@ -91,7 +101,7 @@ def trial_main(config, opts: SweepOptions, source=()):
     cfg = opts.search_space().config(config)
     job = {"cfg": cfg, "data_dir": opts.data_dir, "source": list(source),
            "extra": {"trial_node": ray.get_runtime_context().get_node_id()}}
-    if opts.workers == 1:
+    if opts.in_trial:
         import torch
         torch.set_num_threads(max(1, int(opts.cpus_per_worker)))   # a reused process keeps no old setting
         # Ray shows the trial only its share of GPUs (CUDA_VISIBLE_DEVICES): a fraction is cuda:0
@@ -110,9 +120,9 @@ def trial_main(config, opts: SweepOptions, source=()):
 
 
 def trial_resources(opts: SweepOptions):
-    """What one trial holds: its one worker's CPUs and GPUs; with several workers, one CPU for the
-    function that drives the Train run (its workers hold their own)."""
-    if opts.workers == 1:
+    """What one trial holds: its one worker's CPUs and GPUs; with a Train run, one CPU for the
+    function that drives it (its workers hold their own)."""
+    if opts.in_trial:
         return {"CPU": opts.cpus_per_worker, "GPU": opts.gpus_per_worker}
     return {"CPU": 1, "GPU": 0}
 
@@ -201,10 +211,11 @@ def concurrency(opts):
     if opts.max_concurrent:
         return opts.max_concurrent
     have, own = ray.cluster_resources(), trial_resources(opts)
-    workers = 0 if opts.workers == 1 else opts.workers      # Train workers beside the trial's own process
-    fit = int(have.get("CPU", 1) // (own["CPU"] + workers * opts.cpus_per_worker))
+    workers = 0 if opts.in_trial else opts.workers      # Train workers beside the trial's own process
+    # (a small epsilon: 2 / 0.1 is 19.999... in binary floating point)
+    fit = int(have.get("CPU", 1) / (own["CPU"] + workers * opts.cpus_per_worker) + 1e-9)
     if opts.gpus_per_worker:
-        fit = min(fit, int(have.get("GPU", 0) // (opts.gpus_per_worker * opts.workers)))
+        fit = min(fit, int(have.get("GPU", 0) / (opts.gpus_per_worker * opts.workers) + 1e-9))
     return max(1, fit)
 
 
@@ -237,7 +248,9 @@ def build_tuner(opts: SweepOptions, resume=False, source=()):
     # Tune snapshots its state whenever a trial has checkpointed num_to_keep times since the last
     # snapshot (so a resume never points at a deleted checkpoint), and warns each time it does;
     # with a checkpoint per epoch of short epochs that is by design here. Set it yourself to see it.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # On remote storage (s3://) the warning also tells of slow syncs: keep it there.
+    if "://" not in opts.storage_path:
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     space = opts.search_space()
     trainable = tune.with_resources(tune.with_parameters(trial_main, opts=opts, source=list(source)),
                                     trial_resources(opts))
@@ -271,14 +284,14 @@ def build_tuner(opts: SweepOptions, resume=False, source=()):
                                     max_concurrent_trials=concurrency(opts),
                                     # a one-worker trial's process trains the next trial too (warm
                                     # imports); a Train run's driving function gains nothing from it
-                                    reuse_actors=opts.workers == 1),
+                                    reuse_actors=opts.in_trial),
         run_config=tune.RunConfig(name=opts.name, storage_path=opts.storage_path,
                                   callbacks=[MLflowSweepCallback(recorder, space.config, opts.storage_path, opts.data_dir), Progress(epochs),
                                              FreeOrphanedResources()],
                                   stop=StopOnUserError(), verbose=0,
                                   # a one-worker trial is its own worker: Tune restarts it from its
                                   # checkpoint; a Train run restarts its own workers
-                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures if opts.workers == 1 else 1),
+                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures if opts.in_trial else 1),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )
 
@@ -288,8 +301,8 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
     early (Ctrl-C: Tune saves its state and returns), it raises KeyboardInterrupt."""
     from ray.tune import Tuner
 
-    connect(address, min_cpus=math.ceil(trial_resources(opts)["CPU"] + (opts.workers > 1) * opts.workers * opts.cpus_per_worker),
-            dashboard=opts.workers > 1)     # one-worker trials start no Ray Train run
+    connect(address, min_cpus=math.ceil(trial_resources(opts)["CPU"] + (not opts.in_trial) * opts.workers * opts.cpus_per_worker),
+            dashboard=not opts.in_trial)     # trials in their own process start no Ray Train run
     recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
     parent = recorder.parent(params={"space": opts.space_path, "trials": opts.trials, "workers": opts.workers,
                                      "gpus_per_worker": opts.gpus_per_worker, "objective": objective_name(opts),
@@ -499,6 +512,7 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
         gpus_per_worker=float(pick("gpus_per_worker", 0.0)), cpus_per_worker=float(pick("cpus_per_worker", 1.0)),
         max_concurrent=pick("max_concurrent", 0),
         seed=pick("seed", 0), grace_period=space.sweep.get("grace_period", 0), seeds=pick("seeds", 1),
+        one_worker_in_trial=True,
         multi_objective=bool(flags.get("multi_objective")),
         data_dir=data_dir_for_workers(flags.get("data_dir")),
         storage_path=storage_uri(flags.get("storage_path")), tracking_uri=tracking.tracking_uri(flags.get("tracking_uri")),

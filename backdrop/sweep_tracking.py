@@ -87,9 +87,11 @@ class MLflowSweepCallback(Callback):
     """Tune callback (runs in the Tune driver): trial runs, their params, per-epoch metrics and
     outcome. `config_of(trial_config)` maps Tune's trial config to the full training config.
 
-    An epoch whose report never reached Tune (the sweep was stopped between a trial's checkpoint
-    and its result) is not lost: every checkpoint carries the metrics of all epochs so far, and
-    the next result fills the gap from it."""
+    An epoch whose report never reached Tune (the sweep was stopped between a Train run's
+    checkpoint and its result) is not lost: every checkpoint carries the metrics of all epochs so
+    far, and the next result (which names its checkpoint) fills the gap from it. A trial that
+    trains in its Tune process cannot leave such a gap: Tune resumes it from a checkpoint whose
+    result it had already processed."""
 
     def __init__(self, recorder: SweepRecorder, config_of, storage_path, data_dir=None):
         self.recorder, self.config_of, self.storage_path, self.data_dir = recorder, config_of, storage_path, data_dir
@@ -103,8 +105,8 @@ class MLflowSweepCallback(Callback):
         return self._runs[trial.trial_id]
 
     def _datasets_of(self, cfg):
-        """The trial's data as MLflow dataset inputs, read once per (dataset, seed, limit): the
-        trials' workers load it themselves, this process only describes it."""
+        """The trial's data as MLflow dataset inputs, described once per (dataset, seed, limit)
+        (the trials carve the same splits from the driver's copy in Ray's object store)."""
         from .data import load_dataset
         key = (cfg["dataset"], cfg["seed"], cfg["limit"])
         if key not in self._datasets:
@@ -143,7 +145,8 @@ class MLflowSweepCallback(Callback):
             client.log_batch(run_id, metrics=tracking.epoch_metrics(epoch, epoch["step"], now))
             logged.add(epoch["step"])
         if trial.trial_id not in self._tagged:
-            # Where the trial ran: its Tune driver's node and its Train workers' nodes.
+            # Where the trial ran: its Tune process's node and its workers' nodes (the same
+            # node when it trains in that process).
             self._tagged.add(trial.trial_id)
             tags = {"ray.trial_node": result.get("trial_node", ""), "ray.worker_nodes": result.get("workers_at", ""),
                     "ray.hostname": result.get("hostname", "")}

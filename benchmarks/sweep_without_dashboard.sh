@@ -3,7 +3,8 @@
 # Tune stops a trial by killing it, often before its Train controller removes its workers'
 # placement group; Ray's own cleaner then needs the State API, and without sweep.py's
 # FreeOrphanedResources the next trial waited for those CPUs forever (docs/BENCHMARKS.md).
-# Each repeat: a 2-trial sweep on the offline digits, 1 worker, whose dashboard is killed once
+# Each repeat: a 2-trial sweep on the offline digits, 2 workers per trial (each trial a Ray Train
+# run: one-worker trials start none, so they hold no placement group), whose dashboard is killed once
 # its first trial starts; "ok" if it finishes within LIMIT seconds, else "hung".
 #
 #     benchmarks/sweep_without_dashboard.sh [REPEATS] [LIMIT]
@@ -13,7 +14,7 @@ py=${PYTHON:-python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cat > "$work/space.yaml" <<'YAML'
-sweep: {trials: 2, workers: 1, seed: 3}
+sweep: {trials: 2, workers: 2, seed: 3}
 fixed: {dataset: digits, limit: 64, widths: [8, 16, 32], dense: 32, gen_width: 8, batch_size: 16,
         augment: false, epochs_f: 1, epochs_mask: 1, epochs_adv: 1}
 lr_f: {loguniform: [1.0e-4, 1.0e-2]}

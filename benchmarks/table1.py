@@ -49,11 +49,17 @@ def main():
                         "with a FINISHED record of the same config at the same commit is reused, so the same "
                         "command finishes a set that a stopped session began")
     p.add_argument("--rerun", action="store_true", help="with --parallel: train every run, reusing none")
+    p.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="with --parallel: a GPU share per run (0.25: four runs at once on each GPU); default 0, the CPU")
     p.add_argument("--address", help="with --parallel: a Ray cluster (HOST:PORT or auto); default: a new local instance")
     a = p.parse_args()
     if a.config and len(a.methods) != 1:
         raise UserError(f"--config replaces one method's config; give one method, not {' '.join(a.methods)}")
     experiment = f"table1-{a.dataset}"
+    if a.gpus_per_run and not a.parallel:
+        raise UserError("--gpus-per-run shares GPUs among Ray tasks; add --parallel")
+    if a.gpus_per_run < 0:
+        raise UserError(f"--gpus-per-run must not be negative, got {a.gpus_per_run:g}")
     if a.address and not a.parallel:
         raise UserError("--address needs --parallel (the sequential runs train in this process)")
     configs = {}
@@ -108,7 +114,8 @@ def run_parallel(configs, a, experiment):
     print(f"{len(run_of)} finished run(s) of the same config and commit reused, {len(todo)} to train", flush=True)
     if todo:
         run_of.update(train_jobs(client, exp_id, todo, None, {"benchmark": "table1"}, data_dir, a.address,
-                                 lambda line: print(line, flush=True), with_noise=a.noise_curve))
+                                 lambda line: print(line, flush=True), with_noise=a.noise_curve,
+                                 gpus_per_run=a.gpus_per_run))
     walls = {}
     for job in jobs:
         run = client.get_run(run_of[job.key])

@@ -58,3 +58,27 @@ def test_one_worker_trials_pack_two_to_a_gpu(tmp_path):
                               "tags.`backdrop.role` = 'trial'")
     spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
     assert len(spans) == 2 and spans[0][1] > spans[1][0]        # the two trials overlapped on the GPU
+
+
+def test_ray_task_runs_pack_two_to_a_gpu(tmp_path):
+    """`table1.py --parallel --gpus-per-run 0.5` (ablate.train_jobs): two runs train on one GPU at
+    once, each recorded as run on cuda."""
+    import ray
+    from mlflow import MlflowClient
+
+    from backdrop import ablate, tracking
+    from backdrop.specs import Job, config_key
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = tracking.experiment_id(client, "gpu-tasks")
+    jobs = [Job("reference", "gpu", seed, cfg, config_key(cfg))
+            for seed, cfg in ((s, tiny_config(seed=s, limit=256)) for s in (0, 1))]
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
+    try:
+        run_of = ablate.train_jobs(client, exp_id, jobs, None, {}, None, None, print, with_noise=False, gpus_per_run=0.5)
+    finally:
+        ray.shutdown()
+    runs = [client.get_run(run_of[j.key]) for j in jobs]
+    assert all(r.data.tags["device"] == "cuda" and r.info.status == "FINISHED" for r in runs)
+    spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
+    assert spans[0][1] > spans[1][0]                            # the two runs overlapped on the GPU
