@@ -13,7 +13,6 @@ other load on the machine.
 """
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from backdrop.checkpoints import save_checkpoint  # noqa: E402
 from backdrop.distributed import connect, make_trainer  # noqa: E402
 from backdrop.hparams import make_config  # noqa: E402
 from backdrop.train import build_algorithm, train  # noqa: E402
+from doc_sections import write_section  # noqa: E402  (benchmarks/, on sys.path as the script's folder)
 
 # The paper's network widths on the offline digits: about a minute in the plain loop on 2 cores.
 CONFIG = dict(dataset="digits", batch_size=64, epochs_f=8, epochs_mask=3, epochs_adv=8)
@@ -82,16 +82,6 @@ def ray_tune(cfg, storage, name):
     tune.Tuner(tune_trial, param_space={"cfg": cfg, "storage": storage},
                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0)).fit()
     return time.perf_counter() - t0
-
-
-def write_section(path, text):
-    """Replace (or add) this benchmark's section; the rest of the file is left as it is."""
-    path = Path(path)
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    section = "## Ray overhead\n\n" + text.strip() + "\n"
-    pattern = re.compile(r"^## Ray overhead\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: section + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + section
-    path.write_text(new.rstrip() + "\n")
 
 
 def main():
@@ -148,7 +138,7 @@ Measured on {time.strftime('%Y-%m-%d')} with:
 """
     print(text)
     if not args.no_write:
-        write_section(ROOT / "docs" / "BENCHMARKS.md", text)
+        write_section(ROOT / "docs" / "BENCHMARKS.md", "Ray overhead", text)
         print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'} (section 'Ray overhead')")
     ray.shutdown()
     shutil.rmtree(storage, ignore_errors=True)

@@ -16,7 +16,6 @@ best trial). Writes the table to docs/BENCHMARKS.md, section "Per-trial tax".
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from doc_sections import write_section  # benchmarks/, on sys.path as the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CPUS = os.cpu_count() or 1
@@ -101,15 +102,6 @@ def normal(params):
     return json.dumps({k: f"{float(v):.6g}" for k, v in sorted(params.items())})
 
 
-def write_section(path, text):
-    path = Path(path)
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    section = "## Per-trial tax\n\n" + text.strip() + "\n"
-    pattern = re.compile(r"^## Per-trial tax\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: section + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + section
-    path.write_text(new.rstrip() + "\n")
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=4)
@@ -153,7 +145,7 @@ GPUs and several nodes. Measured on {time.strftime('%Y-%m-%d')} with:
 """
     print(text)
     if not args.no_write:
-        write_section(ROOT / "docs" / "BENCHMARKS.md", text)
+        write_section(ROOT / "docs" / "BENCHMARKS.md", "Per-trial tax", text)
         print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'} (section 'Per-trial tax')")
 
 
