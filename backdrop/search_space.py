@@ -31,9 +31,34 @@ SECTIONS = ("fixed", "sweep")
 # Values within the registry's bounds that the networks still reject; caught here so that a sweep
 # cannot crash its trials on them.
 ALLOWED = {"tiles": TILES}
-# The sweep section: flag defaults, each (type, lowest allowed value).
-SWEEP_KEYS = {"trials": (int, 1), "workers": (int, 1), "gpus_per_worker": (float, 0.0), "cpus_per_worker": (float, 0.01),
-              "max_concurrent": (int, 0), "seed": (int, 0), "grace_period": (int, 1), "seeds": (int, 1)}
+
+
+@dataclass(frozen=True)
+class SweepKey:
+    """A key of a space file's `sweep:` section, which is also a flag of `platform.sweep`."""
+    kind: type
+    lowest: float        # the lowest value a file or flag may give
+    default: object      # when neither gives one
+    help: str            # the flag's help, without its default
+
+
+# The one table of the sweep's settings: the file's `sweep:` keys, the flags' defaults and help,
+# and the defaults of a sweep's saved options.
+SWEEP_KEYS = {
+    "trials": SweepKey(int, 1, 4, "number of configs to try"),
+    "seeds": SweepKey(int, 1, 1, "train each config with this many seeds (the file's seed, +1, ...) and score it by "
+                                 "its worst seed's val/worst; no early stopping then"),
+    "workers": SweepKey(int, 1, 2, "data-parallel workers per trial: several are a Ray Train DDP run; 1 trains inside "
+                                   "the trial's own process"),
+    "gpus_per_worker": SweepKey(float, 0.0, 0.0, "GPUs per worker (0: the CPU); with one worker a fraction packs "
+                                                 "trials on a GPU (0.25: four at once)"),
+    "cpus_per_worker": SweepKey(float, 0.01, 1.0, "CPUs per worker, also its torch threads; with one worker a "
+                                                  "fraction packs trials on a CPU"),
+    "max_concurrent": SweepKey(int, 0, 0, "trials at once (0: as many as the cluster's CPUs/GPUs fit)"),
+    "seed": SweepKey(int, 0, 0, "seed of the TPE sampler"),
+    "grace_period": SweepKey(int, 1, 0, "ASHA's grace period in epochs (0: the first epoch of the last phase); "
+                                        "a file key only"),
+}
 # The repeat index Ray Tune's Repeater puts in each trial's config (ray.tune.search.repeater
 # .TRIAL_INDEX): in a sweep over seeds, trial k of a config trains with the config's seed + k.
 SEED_INDEX = "__trial_index__"
@@ -177,7 +202,7 @@ def check_allowed(key, value, where):
 def check_sweep_value(key, value, where):
     if key not in SWEEP_KEYS:
         raise UserError(f"{where}: unknown key 'sweep.{key}'; known: {', '.join(SWEEP_KEYS)}")
-    kind, lowest = SWEEP_KEYS[key]
+    kind, lowest = SWEEP_KEYS[key].kind, SWEEP_KEYS[key].lowest
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not kind or value < lowest:

@@ -41,7 +41,7 @@ from .ray_internals import orphaned_placement_groups
 from .worker import USER_ERROR, raise_user_error, trial_loop
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct
-from .search_space import SEED_INDEX, SearchSpace, parse
+from .search_space import SEED_INDEX, SWEEP_KEYS, SearchSpace, parse
 from .sweep_tracking import MLflowSweepCallback, SweepRecorder
 
 OBJECTIVE = "val/worst"
@@ -58,11 +58,12 @@ class SweepOptions:
     space_path: str
     trials: int
     workers: int
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: float = 1.0  # a fraction packs several one-worker trials on one CPU
-    max_concurrent: int = 0      # 0: as many as the cluster's CPUs/GPUs fit
-    seed: int = 0                # TPE sampler seed
-    grace_period: int = 0        # 0: the first epoch of the last phase
+    # Defaults (for options saved before a key existed) and meanings: search_space.SWEEP_KEYS.
+    gpus_per_worker: float = SWEEP_KEYS["gpus_per_worker"].default
+    cpus_per_worker: float = SWEEP_KEYS["cpus_per_worker"].default
+    max_concurrent: int = SWEEP_KEYS["max_concurrent"].default
+    seed: int = SWEEP_KEYS["seed"].default
+    grace_period: int = SWEEP_KEYS["grace_period"].default
     multi_objective: bool = False
     data_dir: str | None = None
     storage_path: str = ""
@@ -74,7 +75,7 @@ class SweepOptions:
     # (their checkpoints are Train's, which a Tune trial would not find).
     one_worker_in_trial: bool = False
     register: str = ""           # registered model that gets the best trial's model ("": none)
-    seeds: int = 1               # seeds per suggested config; objective: the worst seed's val/worst
+    seeds: int = SWEEP_KEYS["seeds"].default
 
     @property
     def in_trial(self):
@@ -504,14 +505,13 @@ def log_summary(recorder, parent, summary, searched_keys):
 
 def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
     """Flags (None = not given) over the space file's `sweep:` section over the defaults."""
-    def pick(key, default):
-        return flags.get(key) if flags.get(key) is not None else space.sweep.get(key, default)
+    def pick(key):
+        return flags.get(key) if flags.get(key) is not None else space.sweep.get(key, SWEEP_KEYS[key].default)
     name = check_name(flags.get("name") or f"{Path(space.path).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     opts = SweepOptions(
-        name=name, space=space.to_dict(), space_path=space.path, trials=pick("trials", 4), workers=pick("workers", 2),
-        gpus_per_worker=float(pick("gpus_per_worker", 0.0)), cpus_per_worker=float(pick("cpus_per_worker", 1.0)),
-        max_concurrent=pick("max_concurrent", 0),
-        seed=pick("seed", 0), grace_period=space.sweep.get("grace_period", 0), seeds=pick("seeds", 1),
+        name=name, space=space.to_dict(), space_path=space.path, trials=pick("trials"), workers=pick("workers"),
+        gpus_per_worker=float(pick("gpus_per_worker")), cpus_per_worker=float(pick("cpus_per_worker")),
+        max_concurrent=pick("max_concurrent"), seed=pick("seed"), grace_period=pick("grace_period"), seeds=pick("seeds"),
         one_worker_in_trial=True,
         multi_objective=bool(flags.get("multi_objective")),
         data_dir=data_dir_for_workers(flags.get("data_dir")),

@@ -4,6 +4,7 @@ data-parallel Ray Train run, recorded in MLflow (one parent run, one nested run 
 Thin command line over backdrop.sweep; see `--help` and docs/RAY.md."""
 
 from backdrop.cli import Parser
+from backdrop.search_space import SWEEP_KEYS
 
 DEFAULT_SPACE = "search_spaces/quick.yaml"
 
@@ -14,21 +15,11 @@ def build_parser(prog="python -m platform.sweep"):
                            "objective: val/worst, the worst validation-background accuracy (never the test backgrounds).")
     p.add_argument("--space", help=f"search-space YAML file (default: {DEFAULT_SPACE}, the small offline sweep; "
                                    "search_spaces/default.yaml is the MNIST sweep)")
-    p.add_argument("--trials", type=int, help="number of configs to try (default: the file's sweep.trials, else 4)")
-    p.add_argument("--seeds", type=int,
-                   help="train each config with this many seeds (the file's seed, +1, ...) and score it by its "
-                        "worst seed's val/worst; no early stopping then (default: file, else 1)")
-    p.add_argument("--workers", type=int, help="data-parallel workers per trial (default: file, else 2): several are a "
-                                               "Ray Train DDP run; 1 trains inside the trial's own process")
-    p.add_argument("--gpus-per-worker", type=float,
-                   help="GPUs per worker (default: file, else 0 = CPU); with --workers 1 a fraction packs trials "
-                        "on a GPU (0.25: four at once)")
-    p.add_argument("--cpus-per-worker", type=float,
-                   help="CPUs per worker, also its torch threads (default: file, else 1); with --workers 1 a "
-                        "fraction packs trials on a CPU")
-    p.add_argument("--max-concurrent", type=int,
-                   help="trials at once (default: file, else as many as the cluster's CPUs/GPUs fit)")
-    p.add_argument("--seed", type=int, help="seed of the TPE sampler (default: file, else 0)")
+    for key, k in SWEEP_KEYS.items():
+        if key != "grace_period":
+            default = "as the cluster fits" if key == "max_concurrent" else k.default
+            p.add_argument(f"--{key.replace('_', '-')}", type=k.kind,
+                           help=f"{k.help} (default: the file's sweep.{key}, else {default})")
     p.add_argument("--multi-objective", action="store_true",
                    help="search val/clean vs val/worst and report the Pareto front (no early stopping)")
     p.add_argument("--address", help="Ray cluster to join: 'auto' on a cluster node, HOST:PORT, or $RAY_ADDRESS; "
@@ -55,8 +46,7 @@ def main(argv=None, prog="python -m platform.sweep"):
     # Validate the space before importing Ray (slow): a bad file is an instant one-line error.
     from backdrop.search_space import load_space
     if args.resume:
-        given = [f for f in ("space", "trials", "seeds", "workers", "gpus_per_worker", "cpus_per_worker", "max_concurrent", "seed")
-                 if getattr(args, f) is not None]
+        given = [f for f in ("space", *SWEEP_KEYS) if getattr(args, f, None) is not None]
         given += [f for f in ("multi_objective", "register", "no_register") if getattr(args, f)]
         if given:
             from backdrop.errors import UserError
