@@ -118,7 +118,7 @@ def free_placement_group(hex_id):
 
 
 def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, cpus_per_worker=1, data_dir=None,
-                 source=None, callbacks=(), max_failures=2, fail_at_step=None, extra=None):
+                 source=None, callbacks=(), max_failures=2, extra=None):
     """A TorchTrainer for one training run. The same (storage_path, name) resumes that run.
     `source`: [ObjectRef of the data.Source] the workers carve their splits from (else they read
     `data_dir`); `extra`: constant entries added to every report (e.g. the Tune trial's node)."""
@@ -137,7 +137,7 @@ def make_trainer(cfg, *, workers, name, storage_path=None, gpus_per_worker=0.0, 
     return TorchTrainer(
         worker_loop,
         train_loop_config={"cfg": cfg, "data_dir": data_dir, "source": source,
-                           "fail_at_step": fail_at_step, "extra": extra or {}},
+                           "extra": extra or {}},
         torch_config=TorchConfig(backend=backend_for(gpus_per_worker)),
         scaling_config=scaling(workers, gpus_per_worker, cpus_per_worker),
         run_config=ray.train.RunConfig(

@@ -12,6 +12,7 @@ Ray processes import this module by name, so it (and everything it runs) lives i
 never in `platform/`.
 """
 import hashlib
+import os
 import socket
 import tempfile
 
@@ -83,10 +84,6 @@ class TuneSession:
 
 # ---------------------------------------------------------------- the job
 
-class InjectedFailure(RuntimeError):
-    """Raised by the `fail_at_step` test hook: a real worker crash for the fault-tolerance test."""
-
-
 def node_names(world):
     """'host/ray-node-id' of every worker (gathered over the process group), for the records."""
     import ray
@@ -128,9 +125,8 @@ def run_job(config, session):
     (`raise_user_error`).
 
     `config`: cfg (a full hparams config), source ([ObjectRef of a data.Source]) or data_dir,
-    fail_at_step (test hook: the last rank crashes after that epoch unless the job resumed from a
-    checkpoint), extra (constant entries added to every report). The test suite is the driver's
-    to score, from the final checkpoint."""
+    extra (constant entries added to every report). The test suite is the driver's to score, from
+    the final checkpoint."""
     try:
         train_job(config, session)
     except UserError as e:
@@ -153,10 +149,9 @@ def train_job(config, session):
 
     def on_epoch(end):
         reported.append(end.step)
-        if end.step == config.get("fail_at_step") and resume is None and rank == world - 1:
-            raise InjectedFailure(f"injected failure at epoch {end.step} (fail_at_step test hook)")
         metrics = {**end.metrics(), "step": end.step, "phase_index": end.phase_index, "last": end.last,
-                   "resumed_from": resume["step"] if resume else 0, "world": world, "workers_at": nodes, **extra}
+                   "resumed_from": resume["step"] if resume else 0, "world": world, "workers_at": nodes,
+                   "pid": os.getpid(), **extra}
         if world > 1:
             metrics["weights_sha"] = weights_digest(end.algorithm)     # equal on every rank: DDP's check
         with tempfile.TemporaryDirectory() as d:

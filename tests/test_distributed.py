@@ -69,14 +69,33 @@ def test_ddp_keeps_identical_weights(tmp_path):
     assert "val/worst" in entries[-1]["reports"][0] and "val/worst" not in entries[-1]["reports"][1]
 
 
+class KillAfterFirstEpoch(Recorder):
+    """Records like Recorder and, once epoch 1 is reported and checkpointed, kills the last rank's
+    process (SIGKILL, from outside: a real crash, as a lost node or an OOM kill)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.killed = False
+
+    def after_report(self, run_context, metrics, checkpoint):
+        import os
+        import signal
+        super().after_report(run_context, metrics, checkpoint)
+        if metrics[0]["step"] == 1 and not self.killed:
+            self.killed = True
+            os.kill(metrics[-1]["pid"], signal.SIGKILL)
+
+
 def test_worker_crash_resumes_from_checkpoint(tmp_path):
     cfg = tiny_config(limit=64, batch_size=16)            # 3 epochs: classifier, mask, adversarial
     log = tmp_path / "reports.jsonl"
     result = distributed.make_trainer(cfg, workers=2, name="crash", storage_path=str(tmp_path / "ray"),
-                                      callbacks=[Recorder(log)], max_failures=1, fail_at_step=2).fit()
+                                      callbacks=[KillAfterFirstEpoch(log)], max_failures=1).fit()
     entries = read(log)
     errors = [e["errors"] for e in entries if "errors" in e]
-    assert len(errors) == 1 and "InjectedFailure" in errors[0]["1"], entries   # a real crash, of rank 1
+    # one failure of the group, rank 1's (its process gone: a failed health check or a dead actor,
+    # as Ray happens to notice first; rank 0 then loses its gloo peer too)
+    assert len(errors) == 1 and "1" in errors[0], entries
     reports = [e["reports"][0] for e in entries if "reports" in e]
     # epoch 1 ran, the crash lost epoch 2 before its report, the restarted group resumed from
     # epoch 1's checkpoint: the epoch count continues, nothing is trained twice from scratch.
