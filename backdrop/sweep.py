@@ -120,6 +120,12 @@ def trial_main(config, opts: SweepOptions, source=()):
     trainer.fit()
 
 
+def trial_cpus(opts: SweepOptions):
+    """Every CPU one trial holds: its own process's, plus its Train workers' when it has a run."""
+    workers = 0 if opts.in_trial else opts.workers
+    return trial_resources(opts)["CPU"] + workers * opts.cpus_per_worker
+
+
 def trial_resources(opts: SweepOptions):
     """What one trial holds: its one worker's CPUs and GPUs; with a Train run, one CPU for the
     function that drives it (its workers hold their own)."""
@@ -211,10 +217,9 @@ def concurrency(opts):
     import ray
     if opts.max_concurrent:
         return opts.max_concurrent
-    have, own = ray.cluster_resources(), trial_resources(opts)
-    workers = 0 if opts.in_trial else opts.workers      # Train workers beside the trial's own process
+    have = ray.cluster_resources()
     # (a small epsilon: 2 / 0.1 is 19.999... in binary floating point)
-    fit = int(have.get("CPU", 1) / (own["CPU"] + workers * opts.cpus_per_worker) + 1e-9)
+    fit = int(have.get("CPU", 1) / trial_cpus(opts) + 1e-9)
     if opts.gpus_per_worker:
         fit = min(fit, int(have.get("GPU", 0) / (opts.gpus_per_worker * opts.workers) + 1e-9))
     return max(1, fit)
@@ -302,8 +307,7 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
     early (Ctrl-C: Tune saves its state and returns), it raises KeyboardInterrupt."""
     from ray.tune import Tuner
 
-    connect(address, min_cpus=math.ceil(trial_resources(opts)["CPU"] + (not opts.in_trial) * opts.workers * opts.cpus_per_worker),
-            dashboard=not opts.in_trial)     # trials in their own process start no Ray Train run
+    connect(address, min_cpus=math.ceil(trial_cpus(opts)), dashboard=not opts.in_trial)     # trials in their own process start no Ray Train run
     recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
     parent = recorder.parent(params={"space": opts.space_path, "trials": opts.trials, "workers": opts.workers,
                                      "gpus_per_worker": opts.gpus_per_worker, "objective": objective_name(opts),
