@@ -30,7 +30,7 @@ from mlflow.entities import Metric, Param
 from . import remote, specs as S, tracking
 from .distributed import cpus_free
 from .backgrounds import TEST_FAMILIES
-from .data import read_source
+from .data import source_of
 from .errors import UserError
 from .stats import PairedDelta, mean_sd, paired_delta
 
@@ -153,8 +153,13 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, wi
         task = remote.train_task.options(num_gpus=gpus_per_run) if gpus_per_run else remote.train_task
         device = "cuda" if gpus_per_run else "cpu"
         # Each data set is read once, here, and reaches every task through Ray's object store.
-        sources = {ds: ray.put(read_source(ds, data_dir)) for ds in sorted({j.cfg["dataset"] for j in jobs})}
-        pending = {task.remote(j.cfg, data_dir, with_noise, sources[j.cfg["dataset"]], device): j for j in jobs}
+        sources = {}
+        for j in jobs:
+            key = (j.cfg["dataset"], j.cfg["image_size"])
+            if key not in sources:
+                sources[key] = ray.put(source_of(j.cfg, data_dir))
+        pending = {task.remote(j.cfg, data_dir, with_noise, sources[j.cfg["dataset"], j.cfg["image_size"]], device): j
+                   for j in jobs}
         started = time.monotonic()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_NOTICE_S)
@@ -241,14 +246,14 @@ def log_comparison(client, parent_id, comparison, table):
 def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, overrides=None, data_dir=None,
                  address=None, tracking_uri=None, experiment=DEFAULT_EXPERIMENT, rerun=False, say=print):
     """Plan, resume, train what is missing, and compare. Returns (Comparison, table text)."""
-    from .data import data_dir_for_workers, load_dataset
+    from .data import data_dir_for_workers, splits_of
     from .results import ablation_table
 
     specs = S.load_specs(specs_dir)
     plan = S.plan(S.get_spec(specs, name), specs, dataset, seeds, overrides)
     cfg0 = plan.jobs[0].cfg
     data_dir = data_dir_for_workers(data_dir)       # Ray tasks run in working directories of their own
-    load_dataset(dataset, data_dir, seed=cfg0["seed"], limit=cfg0["limit"] or None)   # bad data: fail before Ray
+    splits_of(cfg0, data_dir)                               # bad data: fail before Ray
 
     uri = tracking.tracking_uri(tracking_uri)
     client = MlflowClient(uri)

@@ -81,6 +81,7 @@ class Algorithm(nn.Module):
     def __init__(self, cfg, in_channels=1, n_classes=10, size=32):
         super().__init__()
         self.cfg, self.in_channels, self.n_classes, self.size = cfg, in_channels, n_classes, size
+        self.class_names = tuple(str(k) for k in range(n_classes))    # the data set's, once built for it
         self.optimizers = {}
         self._wrapped = {}
 

@@ -3,7 +3,8 @@
     from backdrop.api import load_model
     model = load_model("model.pt")          # a file saved by `python -m platform.train`
     model = load_model("models:/backdrop-quick@champion")   # or runs:/<run id>/model
-    logits = model(x)                       # x: N×C×32×32 float tensor in [0, 1] → N×classes
+    logits = model(x)                       # x: N×C×S×S float tensor in [0, 1] → N×classes
+    model.class_names[logits.argmax(1)[0]]  # the data set's class names (folder names for folder:)
     model.score(x, y)                       # accuracy on your own backgrounds
 """
 import pickle
@@ -28,8 +29,8 @@ def save_model(algorithm, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v for k, v in algorithm.state_dict().items() if not k.startswith(TRAINING_ONLY)}
-    torch.save({"config": algorithm.cfg, "in_channels": algorithm.in_channels,
-                "n_classes": algorithm.n_classes, "size": algorithm.size, "state": state}, path)
+    torch.save({"config": algorithm.cfg, "in_channels": algorithm.in_channels, "n_classes": algorithm.n_classes,
+                "class_names": list(algorithm.class_names), "size": algorithm.size, "state": state}, path)
     return path
 
 
@@ -40,6 +41,7 @@ class Model:
         self.algorithm = algorithm.eval()
         self.config = algorithm.cfg
         self.shape = (algorithm.in_channels, algorithm.size, algorithm.size)
+        self.class_names = algorithm.class_names      # logit k is class_names[k]
 
     def check(self, x):
         if not isinstance(x, torch.Tensor):
@@ -90,6 +92,8 @@ def load_model(path) -> Model:
         wrong = unexpected + [k for k in missing if not k.startswith(TRAINING_ONLY)]
         if wrong:
             raise ValueError(f"weights do not match the config: {', '.join(wrong[:3])}")
+        if saved.get("class_names"):
+            algorithm.class_names = tuple(saved["class_names"])
         place(algorithm)
     except UserError:
         raise

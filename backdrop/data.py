@@ -1,7 +1,9 @@
-"""Datasets: MNIST, Fashion-MNIST and scikit-learn's digits as padded 32×32 tensors in [0, 1].
+"""Datasets: MNIST, Fashion-MNIST, scikit-learn's digits, and a user's own images.
 
 Every loader returns `Splits` (train / val / test) of `Split(x, y)`, where `x` is float32
-N×1×32×32 in [0, 1] with an exactly-zero background border and `y` is int64 N.
+N×C×S×S in [0, 1] and `y` is int64 N. The built-in data sets are 1×32×32 with an exactly-zero
+background border; a user's data set (`user_data.py`: `folder:PATH`, `npz:PATH`) has its own
+channels (1 or 3), side S (32, 64 or 128) and classes.
 
 - "mnist", "fashion-mnist": the four original gzipped IDX files. They are read from a local
   directory (`data_dir`, else the env var BACKDROP_DATA_DIR), which may be the dataset folder
@@ -45,6 +47,7 @@ import torch
 from .errors import UserError
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
+USER_KINDS = ("folder", "npz")     # `folder:PATH`, `npz:PATH`: a user's own images (user_data.py)
 IMAGE_SIZE = 32
 
 # Keys of fetch_idx_files() and the official file names.
@@ -88,7 +91,7 @@ _HINT = "pass --data-dir DIR or set BACKDROP_DATA_DIR to a folder holding the fo
 
 @dataclass
 class Split:
-    x: torch.Tensor  # float32 N×1×32×32 in [0, 1]
+    x: torch.Tensor  # float32 N×C×S×S in [0, 1]
     y: torch.Tensor  # int64 N
 
 
@@ -99,6 +102,17 @@ class Splits:
     test: Split
     name: str
     n_classes: int = 10
+    class_names: tuple = tuple(str(k) for k in range(10))
+
+
+def check_dataset_name(name) -> str:
+    """A built-in data set's name, or `folder:PATH` / `npz:PATH`; anything else is a one-line error."""
+    if isinstance(name, str):
+        kind, sep, path = name.partition(":")
+        if name in DATASETS or (sep and kind in USER_KINDS and path):
+            return name
+    raise UserError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}, or your own images as "
+                    "folder:PATH (a sub-folder of images per class) or npz:PATH (arrays x and y)")
 
 
 def cache_dir() -> pathlib.Path:
@@ -264,8 +278,12 @@ def fetch_idx_files(name: str, data_dir=None, download: bool = True) -> dict[str
 # ---------------------------------------------------------------- tensors and splits
 
 def _split(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, limit: int | None) -> Split:
-    """Split of images[idx] (N×h×w, uint8 0..255 or float 0..1), zero-padded to N×1×32×32."""
+    """Split of images[idx]: N×S×S×C uint8 (a user's images, already square) as N×C×S×S, or
+    N×h×w (uint8 0..255 or float 0..1, a built-in data set) zero-padded to N×1×32×32."""
     idx = idx[:limit]
+    if images.ndim == 4:
+        x = torch.from_numpy(np.ascontiguousarray(images[idx].transpose(0, 3, 1, 2))).float().div_(255)
+        return Split(x, torch.from_numpy(labels[idx].astype(np.int64)))
     h, w = images.shape[1:]
     top, left = (IMAGE_SIZE - h) // 2, (IMAGE_SIZE - w) // 2
     # Pad before converting: padding the 4× smaller uint8 array is the cheap order. The new
@@ -315,17 +333,29 @@ class Source:
     carved from, and the test set. A driver reads it once and Ray carries it to every worker and
     trial (the object store), so no worker reads the files or needs them on its own disk."""
     name: str
-    pool_x: np.ndarray   # N×h×w, uint8 0..255 or float 0..1 (read-only when cached: never written)
+    pool_x: np.ndarray   # N×h×w (uint8 0..255 or float 0..1), or N×S×S×C uint8 (read-only when cached)
     pool_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
     val_fraction: float  # the data set's default share of the pool carved out as val
+    val_x: np.ndarray | None = None     # a fixed val set (the user's val/ folder), not carved by seed
+    val_y: np.ndarray | None = None
+    n_classes: int = 10
+    class_names: tuple = tuple(str(k) for k in range(10))
 
 
-def read_source(name: str, data_dir: str | None = None, download: bool = True) -> Source:
-    """Read `name` from disk (or the bundled digits); see the module docstring for the sources."""
-    if name not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+def read_source(name: str, data_dir: str | None = None, download: bool = True, image_size: int = 0) -> Source:
+    """Read `name` from disk (or the bundled digits); see the module docstring for the sources.
+    `image_size` (0: from the data) is the side a user's images are resized to; the built-in data
+    sets are 32 px."""
+    check_dataset_name(name)
+    kind, _, path = name.partition(":")
+    if kind in USER_KINDS and path:
+        from .user_data import read_user_source
+        return read_user_source(kind, path, image_size)
+    if image_size not in (0, IMAGE_SIZE):
+        raise UserError(f"image_size {image_size} applies to your own images (folder:, npz:); {name} is "
+                        f"{IMAGE_SIZE} px: drop image_size")
     if name == "digits":
         images, labels = _load_digits()
         pool, test_idx = _carve(len(images), _DIGITS_TEST_FRACTION, _DIGITS_TEST_SEED)
@@ -348,16 +378,32 @@ def make_splits(source: Source, *, val_fraction: float | None = None, seed: int 
     """Carve a seeded val split from the source's pool (None: the data set's default share);
     `limit` keeps the first `limit` images of each split after splitting (for quick runs)."""
     _check_split_arguments(val_fraction, limit)
-    rest, val_idx = _carve(len(source.pool_x), source.val_fraction if val_fraction is None else val_fraction, seed)
-    return Splits(_split(source.pool_x, source.pool_y, rest, limit),
-                  _split(source.pool_x, source.pool_y, val_idx, limit),
-                  _split(source.test_x, source.test_y, np.arange(len(source.test_x)), limit),
-                  source.name)
+    if source.val_x is not None:                  # the user's own val set: nothing to carve
+        train = _split(source.pool_x, source.pool_y, np.arange(len(source.pool_x)), limit)
+        val = _split(source.val_x, source.val_y, np.arange(len(source.val_x)), limit)
+    else:
+        rest, val_idx = _carve(len(source.pool_x), source.val_fraction if val_fraction is None else val_fraction, seed)
+        train = _split(source.pool_x, source.pool_y, rest, limit)
+        val = _split(source.pool_x, source.pool_y, val_idx, limit)
+    return Splits(train, val, _split(source.test_x, source.test_y, np.arange(len(source.test_x)), limit),
+                  source.name, source.n_classes, source.class_names)
 
 
 def load_dataset(name: str, data_dir: str | None = None, *, val_fraction: float | None = None,
-                 seed: int = 0, limit: int | None = None, download: bool = True) -> Splits:
+                 seed: int = 0, limit: int | None = None, download: bool = True, image_size: int = 0) -> Splits:
     """Load `name` as train/val/test Splits: `read_source`, then `make_splits`. `data_dir` is
-    unused by digits."""
+    unused by digits and a user's own images."""
     _check_split_arguments(val_fraction, limit)     # before a read or a download
-    return make_splits(read_source(name, data_dir, download), val_fraction=val_fraction, seed=seed, limit=limit)
+    return make_splits(read_source(name, data_dir, download, image_size), val_fraction=val_fraction, seed=seed,
+                       limit=limit)
+
+
+def source_of(cfg: dict, data_dir: str | None = None) -> Source:
+    """The Source a run's config names (its dataset and image_size)."""
+    return read_source(cfg["dataset"], data_dir, image_size=cfg["image_size"])
+
+
+def splits_of(cfg: dict, data_dir: str | None = None, source: Source | None = None) -> Splits:
+    """A run's splits: its seed's carving of `source` (the driver's copy), else of the files."""
+    return make_splits(source if source is not None else source_of(cfg, data_dir), seed=cfg["seed"],
+                       limit=cfg["limit"] or None)

@@ -18,7 +18,7 @@ from ray.train import UserCallback
 from . import tracking
 from .algorithms import place
 from .checkpoints import load_state, storage_uri
-from .data import data_dir_for_workers, make_splits, read_source
+from .data import data_dir_for_workers, source_of, splits_of
 from .errors import UserError
 from .train import build_algorithm
 from .worker import ERROR_TAG, user_error_of, worker_loop
@@ -184,8 +184,8 @@ def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experimen
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     data_dir = data_dir_for_workers(data_dir)
-    source = read_source(cfg["dataset"], data_dir)                  # bad data: fails here, before Ray
-    splits = make_splits(source, seed=cfg["seed"], limit=cfg["limit"] or None)
+    source = source_of(cfg, data_dir)                                # bad data: fails here, before Ray
+    splits = splits_of(cfg, source=source)
     connect(address, min_cpus=workers)
     gpus = gpus_for(device, workers, can_grow=bool(cluster_address(address)))
     uri = tracking.setup(tracking_uri, experiment)

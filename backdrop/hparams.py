@@ -26,7 +26,10 @@ class HParam:
 HPARAMS = {
     # what to train
     "method": HParam("adversarial", "registered method", ("vanilla", "attention", "adversarial")),
-    "dataset": HParam("digits", "dataset name", ("digits", "mnist", "fashion-mnist")),
+    "dataset": HParam("digits", "digits, mnist, fashion-mnist, or your own images: folder:PATH (a sub-folder "
+                                "of images per class) or npz:PATH (arrays x, y)"),
+    "image_size": HParam(0, "side your own images (folder:, npz:) are resized to: 32, 64 or 128 (0 = the largest "
+                            "that no image is smaller than); the built-in data sets are 32 px", low=0, high=128),
     "seed": HParam(0, "seed for weights, batches, noise and augmentation", low=0),
     "limit": HParam(0, "keep only the first N images of each split (0 = all)", low=0),
     # schedule: phase 1 trains f; phase 2 trains f_m; phase 3 trains f against f_b
@@ -122,9 +125,16 @@ def check_value(key, value, where="config"):
 
 def make_config(overrides: dict | None = None, where="config") -> dict:
     """Defaults updated with validated overrides."""
+    from .data import check_dataset_name
+    from .user_data import check_image_size
     cfg = defaults()
     for k, v in (overrides or {}).items():
         cfg[k] = check_value(k, v, where)
+    try:
+        check_dataset_name(cfg["dataset"])
+        check_image_size(cfg["image_size"])
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
     if cfg["tiles"] not in TILES:
         raise UserError(f"{where}: 'tiles' must be one of {', '.join(map(str, TILES))}, got {cfg['tiles']}")
     if cfg["tiles"] % 2 ** (cfg["generator_scales"] - 1):

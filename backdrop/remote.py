@@ -26,16 +26,13 @@ def train_record(cfg, data_dir=None, device="cpu", with_noise=True, source=None)
     data.Source the driver read (else the data are read from `data_dir`)."""
     import torch
 
-    from .data import load_dataset, make_splits
+    from .data import splits_of
     from .mlflow_model import EXAMPLE_ROWS
     from .run import final_scores, pick_device, write_final_artifacts
     from .train import train
 
     start = tracking.now_ms()
-    if source is not None:
-        splits = make_splits(source, seed=cfg["seed"], limit=cfg["limit"] or None)
-    else:
-        splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+    splits = splits_of(cfg, data_dir, source)
     device = pick_device(device)
     epochs = []
 

@@ -9,7 +9,7 @@ import torch
 
 from . import figures, mlflow_model, tracking
 from .api import save_model
-from .data import load_dataset
+from .data import splits_of
 from .evaluate import noise_curve, test_scorer
 from .train import train
 
@@ -72,7 +72,7 @@ def run_single(cfg, *, data_dir=None, tracking_uri=None, experiment=tracking.DEF
                with_noise=True):
     """Train one config and record it; returns {"run_id", "test", "noise", "val"}. `with_noise=False`
     skips the 21-rate noise curve (three times the test suite's cost; Table 1 does not use it)."""
-    splits = load_dataset(cfg["dataset"], data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+    splits = splits_of(cfg, data_dir)
     tracking.setup(tracking_uri, experiment)
     device = pick_device(device)
     all_tags = tracking.run_tags(cfg, **(tags or {}))

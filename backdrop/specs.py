@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import shipped
-from .data import DATASETS
+from .data import DATASETS, check_dataset_name
 from .errors import UserError
 from .hparams import check_value, load_yaml, make_config
 
@@ -196,10 +196,9 @@ def cfg_for(spec, specs, dataset, seed, budget) -> dict:
 
 def plan(spec, specs, dataset, seeds=None, overrides=None) -> Plan:
     """The jobs that compare `spec` with its reference: same seeds, same budget."""
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset '{dataset}'; choose from {', '.join(DATASETS)}")
+    check_dataset_name(dataset)
     reference = specs[spec.reference]
-    budget = {}
+    budget = {}                 # a user's own data set (folder:, npz:) has no budget: registry defaults
     for s in _chain(spec, specs):
         budget.update(s.budget.get(dataset, {}))
     budget.update(_overrides(overrides, "command line"))

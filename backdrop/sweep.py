@@ -34,7 +34,7 @@ from ray.tune.search import Repeater
 from ray.tune.stopper import Stopper
 
 from . import tracking
-from .data import data_dir_for_workers, load_dataset, read_source
+from .data import data_dir_for_workers, source_of, splits_of
 from .checkpoints import checkpoint_at, storage_uri
 from .distributed import connect, cpus_free, free_placement_group, load_trained, make_trainer
 from .ray_internals import orphaned_placement_groups
@@ -441,7 +441,7 @@ def score_trial(row, run_id, opts, recorder, device, register=""):
 
     from .run import final_scores, log_final
     cfg = row["config"]
-    splits = load_dataset(cfg["dataset"], opts.data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+    splits = splits_of(cfg, opts.data_dir)
     algorithm = load_trained(checkpoint_at(row["checkpoint"], opts.storage_path), cfg, splits, device)
     test, curve = final_scores(algorithm, splits, device)
     with tracking.resumed_run(opts.tracking_uri, run_id):
@@ -551,12 +551,12 @@ def shared_source(opts):
     Train worker) carves its seeded splits from this copy, so none reads the files again or needs
     them on its own node's disk."""
     import ray
-    return ray.put(read_source(opts.search_space().base_config()["dataset"], opts.data_dir))
+    return ray.put(source_of(opts.search_space().base_config(), opts.data_dir))
 
 
 def check_data(opts):
     """A missing data dir or file fails here, in one line, not in every trial's workers."""
-    load_dataset(opts.search_space().base_config()["dataset"], opts.data_dir, limit=1)
+    source_of(opts.search_space().base_config(), opts.data_dir)
 
 
 def resume_command(opts):

@@ -107,10 +107,10 @@ class MLflowSweepCallback(Callback):
     def _datasets_of(self, cfg):
         """The trial's data as MLflow dataset inputs, described once per (dataset, seed, limit)
         (the trials carve the same splits from the driver's copy in Ray's object store)."""
-        from .data import load_dataset
-        key = (cfg["dataset"], cfg["seed"], cfg["limit"])
+        from .data import splits_of
+        key = (cfg["dataset"], cfg["image_size"], cfg["seed"], cfg["limit"])
         if key not in self._datasets:
-            splits = load_dataset(cfg["dataset"], self.data_dir, seed=cfg["seed"], limit=cfg["limit"] or None)
+            splits = splits_of(cfg, self.data_dir)
             self._datasets[key] = tracking.dataset_inputs(cfg, splits, self.data_dir)
         return self._datasets[key]
 

@@ -123,9 +123,12 @@ def dataset_inputs(cfg, splits, data_dir=None):
     from mlflow.data import from_numpy
     from mlflow.entities import DatasetInput, InputTag
 
-    from .data import resolve_data_dir
-    root = resolve_data_dir(data_dir)
-    source = {"source": str(root)} if root is not None and cfg["dataset"] != "digits" else {}
+    from .data import DATASETS, resolve_data_dir
+    if cfg["dataset"] not in DATASETS:            # a user's own images: their absolute path
+        source = {"source": splits.name.partition(":")[2]}
+    else:
+        root = resolve_data_dir(data_dir)
+        source = {"source": str(root)} if root is not None and cfg["dataset"] != "digits" else {}
     out = []
     for context, split in (("train", splits.train), ("validation", splits.val), ("test", splits.test)):
         with warnings.catch_warnings():

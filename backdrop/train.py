@@ -51,7 +51,9 @@ class Position:
 def build_algorithm(cfg, splits):
     x = splits.train.x
     torch.manual_seed(cfg["seed"])
-    return get_algorithm(cfg["method"])(cfg, in_channels=x.shape[1], n_classes=splits.n_classes, size=x.shape[-1])
+    algorithm = get_algorithm(cfg["method"])(cfg, in_channels=x.shape[1], n_classes=splits.n_classes, size=x.shape[-1])
+    algorithm.class_names = tuple(splits.class_names)
+    return algorithm
 
 
 def epoch_batches(n, batch_size, seed, step, rank=0, world=1):

@@ -18,7 +18,7 @@ import tempfile
 
 from . import tracking
 from .checkpoints import load_history, load_state, save_checkpoint
-from .data import load_dataset, make_splits
+from .data import splits_of
 from .errors import UserError
 from .ray_internals import quiet_checkpoint_log, quiet_report_log
 
@@ -113,9 +113,8 @@ def job_splits(cfg, config):
     """The job's data: from the driver's Source in Ray's object store when it sent one (then no
     file is read here), else read from `data_dir` (the driver checked it exists)."""
     import ray
-    if config.get("source"):
-        return make_splits(ray.get(config["source"][0]), seed=cfg["seed"], limit=cfg["limit"] or None)
-    return load_dataset(cfg["dataset"], config.get("data_dir"), seed=cfg["seed"], limit=cfg["limit"] or None)
+    source = ray.get(config["source"][0]) if config.get("source") else None
+    return splits_of(cfg, config.get("data_dir"), source)
 
 
 def run_job(config, session):

@@ -100,12 +100,12 @@ def run_parallel(configs, a, experiment):
     from mlflow import MlflowClient
 
     from backdrop.ablate import reusable_runs, train_jobs
-    from backdrop.data import data_dir_for_workers, load_dataset
+    from backdrop.data import data_dir_for_workers, splits_of
     from backdrop.specs import Job, config_key
 
     data_dir = data_dir_for_workers(a.data_dir)     # Ray tasks run in working directories of their own
     first = next(iter(configs.values()))
-    load_dataset(first["dataset"], data_dir, seed=first["seed"], limit=first["limit"] or None)  # bad data: fail before Ray
+    splits_of(first, data_dir)                                       # bad data: fail before Ray
     client = MlflowClient(tracking.tracking_uri(a.tracking_uri))
     exp_id = tracking.experiment_id(client, experiment)
     jobs = [Job("table1", method, seed, cfg, config_key(cfg)) for (method, seed), cfg in configs.items()]

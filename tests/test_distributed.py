@@ -271,3 +271,21 @@ def test_a_ray_internal_that_moved_warns_once_and_turns_itself_off():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert reads_a_moved_module() == []
+
+
+def test_own_images_travel_to_the_workers_after_the_folder_is_gone(tmp_path, tracking_uri):
+    """A user's folder is read once by the driver; removed after that, a 2-worker Ray Train run
+    still trains on it (the workers get the driver's copy through Ray) and is recorded."""
+    import shutil
+
+    from backdrop.data import source_of
+    from test_user_data import studio_images, write_folder
+    folder = write_folder(tmp_path / "photos", studio_images(n_per_class=12))
+    cfg = tiny_config(dataset=f"folder:{folder}", batch_size=8, limit=0)
+    source_of(cfg)
+    shutil.rmtree(folder)
+    out = distributed.run_distributed(cfg, workers=2, tracking_uri=tracking_uri, experiment="own", device="cpu",
+                                      storage_path=str(tmp_path / "ray"), progress=False)
+    run = mlflow.MlflowClient(tracking_uri).get_run(out["run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["dataset"] == f"folder:{folder}"
+    assert set(out["test"]) >= {"clean", "worst"}

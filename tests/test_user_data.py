@@ -1,0 +1,178 @@
+"""A user's own images (`folder:PATH`, `npz:PATH`): read, split, trained on, and refused in one
+line when bad. Real files written with Pillow and numpy; real training on them."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backdrop.data import load_dataset, make_splits, read_source
+from backdrop.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("apple", "bottle", "cup")
+
+
+def studio_images(n_per_class=12, size=(40, 36), rgb=True, seed=0):
+    """Small studio photographs: each class a different shape, on a grey backdrop."""
+    rng = np.random.RandomState(seed)
+    h, w = size[1], size[0]
+    rr, cc = np.mgrid[0:h, 0:w]
+    out = []
+    for label in range(len(CLASSES)):
+        for _ in range(n_per_class):
+            a = np.full((h, w, 3), 90, np.float64) + rng.normal(0, 4, (h, w, 3))
+            cy, cx = h / 2 + rng.uniform(-3, 3), w / 2 + rng.uniform(-3, 3)
+            if label == 0:
+                obj = (rr - cy) ** 2 + (cc - cx) ** 2 < 10 ** 2
+            elif label == 1:
+                obj = (abs(rr - cy) < 13) & (abs(cc - cx) < 4)
+            else:
+                obj = (abs(rr - cy) < 6) & (abs(cc - cx) < 11)
+            a[obj] = rng.uniform(120, 255, 3)
+            a = a.clip(0, 255).astype(np.uint8)
+            out.append((a if rgb else a.mean(2).astype(np.uint8), label))
+    return out
+
+
+def write_folder(root, images, split=None):
+    for i, (a, label) in enumerate(images):
+        d = Path(root) / (split or "") / CLASSES[label]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(d / f"{i:03d}.png")
+    return Path(root)
+
+
+def test_a_folder_of_class_folders_is_a_data_set_of_its_classes_channels_and_size(tmp_path):
+    root = write_folder(tmp_path / "photos", studio_images())
+    splits = load_dataset(f"folder:{root}", seed=3)
+    assert splits.n_classes == 3 and splits.class_names == CLASSES
+    assert splits.train.x.shape[1:] == (3, 32, 32)         # largest supported side no image is below
+    n = len(splits.train.y) + len(splits.val.y) + len(splits.test.y)
+    assert n == 36 and len(splits.test.y) == round(36 * 0.2)
+    assert 0 <= float(splits.train.x.min()) and float(splits.train.x.max()) <= 1
+    # The test set is fixed whatever the seed; val moves with it.
+    other = load_dataset(f"folder:{root}", seed=4)
+    assert torch.equal(other.test.x, splits.test.x) and not torch.equal(other.val.x, splits.val.x)
+    # A non-square image is padded with its edges (the backdrop), not stretched: the 40×36 image's
+    # left and right columns hold the backdrop grey, as its own did.
+    assert abs(float(splits.train.x[0, :, :, 0].mean()) - 90 / 255) < 0.05
+
+
+def test_train_val_test_folders_are_the_splits_and_a_larger_size_can_be_asked(tmp_path):
+    images = studio_images(n_per_class=6, size=(70, 70))
+    root = tmp_path / "studio"
+    write_folder(root, images[0::3] + images[1::3], "train")
+    write_folder(root, images[2::3], "test")
+    source = read_source(f"folder:{root}", image_size=64)
+    splits = make_splits(source, seed=0)
+    assert splits.train.x.shape[1:] == (3, 64, 64) and len(splits.test.y) == 6
+    assert len(splits.train.y) + len(splits.val.y) == 12
+    with pytest.raises(UserError, match="smaller than image_size 128"):
+        read_source(f"folder:{root}", image_size=128)
+
+
+def test_an_npz_of_grayscale_arrays_with_class_names_and_its_own_test_split(tmp_path):
+    images = studio_images(n_per_class=8, rgb=False, size=(32, 32))
+    x = np.stack([a for a, _ in images])
+    y = np.array([label for _, label in images])
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x[::2], y=y[::2], x_test=x[1::2], y_test=y[1::2], class_names=np.array(CLASSES))
+    splits = load_dataset(f"npz:{path}", seed=0)
+    assert splits.train.x.shape[1:] == (1, 32, 32) and splits.class_names == CLASSES
+    assert torch.equal(splits.test.x[:, 0], torch.from_numpy(x[1::2]).float() / 255)   # 32 px: not resampled
+
+
+def bad_cases(tmp_path):
+    good = studio_images(n_per_class=3)
+    cases = {}
+    (tmp_path / "empty").mkdir()
+    cases["empty"] = (f"folder:{tmp_path / 'empty'}", "no class sub-folders")
+    write_folder(tmp_path / "one", good[:3])
+    cases["one"] = (f"folder:{tmp_path / 'one'}", "only the class 'apple'")
+    write_folder(tmp_path / "junk", good)
+    (tmp_path / "junk" / "cup" / "notes.png").write_text("not an image")
+    cases["junk"] = (f"folder:{tmp_path / 'junk'}", "notes.png is not an image")
+    write_folder(tmp_path / "mixed", good)
+    Image.fromarray(good[0][0].mean(2).astype(np.uint8)).save(tmp_path / "mixed" / "cup" / "gray.png")
+    cases["mixed"] = (f"folder:{tmp_path / 'mixed'}", "mixes grayscale")
+    write_folder(tmp_path / "tiny", studio_images(n_per_class=2, size=(20, 20)))
+    cases["tiny"] = (f"folder:{tmp_path / 'tiny'}", "need at least 32")
+    np.savez(tmp_path / "labels.npz", x=np.zeros((4, 32, 32), np.uint8), y=np.array([0, 1, 2, 5]),
+             class_names=np.array(["a", "b", "c"]))
+    cases["labels"] = (f"npz:{tmp_path / 'labels.npz'}", "a label is 5")
+    cases["nowhere"] = (f"folder:{tmp_path / 'nowhere'}", "does not exist")
+    return cases
+
+
+def test_bad_data_sets_are_one_line_errors_naming_the_file_or_class(tmp_path):
+    for name, (dataset, message) in bad_cases(tmp_path).items():
+        with pytest.raises(UserError, match=message) as e:
+            load_dataset(dataset)
+        assert "\n" not in str(e.value), name
+
+
+def test_the_train_command_refuses_a_bad_folder_in_one_line_with_status_2(tmp_path):
+    dataset, message = bad_cases(tmp_path)["mixed"]
+    r = subprocess.run([sys.executable, "-m", "platform.train", "--dataset", dataset, "--tracking-uri",
+                        f"sqlite:///{tmp_path / 'm.db'}"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_train_command_trains_on_a_folder_and_records_its_classes(tmp_path):
+    """`backdrop train --dataset folder:my_photos` as the README shows it (a relative path):
+    the adversarial method trains one tiny epoch per phase on colour images, is saved, and
+    reloads with the data set's channels, size and classes."""
+    from mlflow import MlflowClient
+
+    from backdrop.api import load_model
+    write_folder(tmp_path / "my_photos", studio_images(n_per_class=10))
+    # From the photos' parent folder, so `backdrop train` (the installed command; `python -m
+    # platform.train` runs from the repo root) and a relative path, as a user types them.
+    r = subprocess.run([str(Path(sys.executable).parent / "backdrop"), "train", "--dataset", "folder:my_photos",
+                        "--epochs-f", "1", "--epochs-mask", "1", "--epochs-adv", "1", "--widths", "8,16,32",
+                        "--dense", "16", "--batch-size", "8", "--save", "m.pt", "--quiet",
+                        "--tracking-uri", "sqlite:///m.db"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = load_model(tmp_path / "m.pt")
+    assert model.shape == (3, 32, 32) and model.class_names == CLASSES
+    assert model.predict(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+    assert run.info.status == "FINISHED" and "test/worst" in run.data.metrics
+
+
+def test_a_sweep_trains_on_own_images_after_the_folder_is_gone(tmp_path):
+    """The sweep's driver reads the folder once; its trials carve their splits from that copy in
+    Ray's object store, so the folder can go after the read and the 2-trial sweep still finishes."""
+    import shutil
+
+    import ray
+    from mlflow import MlflowClient
+
+    from backdrop import sweep
+    from backdrop.data import source_of
+    from backdrop.search_space import load_space
+    folder = write_folder(tmp_path / "photos", studio_images(n_per_class=12))
+    space = tmp_path / "own.yaml"
+    space.write_text("sweep: {trials: 2, workers: 1}\n"
+                     f"fixed: {{dataset: 'folder:{folder}', method: vanilla, widths: [8, 16, 32], dense: 32,\n"
+                     "        batch_size: 8, augment: false, epochs_f: 1}\n"
+                     "lr_f: {loguniform: [1.0e-3, 2.0e-3]}\n")
+    space = load_space(space)
+    source_of(space.base_config())
+    shutil.rmtree(folder)
+    opts = sweep.new_options(space, {"name": "own", "storage_path": str(tmp_path / "ray"), "no_register": True,
+                                     "tracking_uri": f"sqlite:///{tmp_path / 'b.db'}"})
+    try:
+        summary = sweep.run_sweep(opts, device="cpu")
+    finally:
+        ray.shutdown()
+    assert len(summary["rows"]) == 2 and all(r["completed"] for r in summary["rows"])
+    client = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id])
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
