@@ -28,6 +28,7 @@ from skimage.draw import bezier_curve, circle_perimeter, line
 from skimage.morphology import disk
 
 from .errors import UserError
+from .keying import object_support
 
 TEST_FAMILIES = ("stripes", "board", "border", "circles", "clock", "random")
 SHAPE_FAMILIES = ("hlines", "grid", "dots", "rings", "speckle", "waves")
@@ -251,10 +252,11 @@ def pattern(name: str, size: int = 32) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- compositing
 def halo(x: torch.Tensor, radius: int = HALO_RADIUS) -> torch.Tensor:
-    """Bool N x 1 x S x S: the support (x > 0 in any channel) dilated by a disk of `radius`."""
+    """Bool N x 1 x S x S: the object's support (keying.object_support: x > 0 on a black
+    backdrop) dilated by a disk of `radius`."""
     if x.dim() != 4:
         raise UserError(f"expected images N x C x H x W, got shape {tuple(x.shape)}")
-    support = (x > 0).any(dim=1, keepdim=True).to(torch.float32)
+    support = object_support(x).to(torch.float32)
     if radius <= 0:
         return support > 0
     kernel = torch.from_numpy(disk(radius).astype(np.float32)).to(x.device)[None, None]

@@ -44,8 +44,9 @@ def binarize(m, how, area=0.2):
 
 
 def heuristic_mask(x):
-    """The no-network mask: foreground = pixels > 0 (any channel)."""
-    return (x.amax(1, keepdim=True) > 0).float()
+    """The no-network mask: the object's keyed support (pixels > 0 on a black backdrop)."""
+    from .keying import object_support
+    return object_support(x).to(x.dtype)
 
 
 def composite(x, m, b):

@@ -176,3 +176,27 @@ def test_a_sweep_trains_on_own_images_after_the_folder_is_gone(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}")
     runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id])
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_the_object_is_keyed_against_any_backdrop_and_black_backdrops_are_unchanged():
+    """keying.object_support: on MNIST-style black backdrops exactly x > 0 (what the test suite
+    and the heuristic mask always used); on a grey studio backdrop with a gradient and sensor
+    noise, the object's own pixels, which x > 0 cannot find (every pixel is above 0)."""
+    from backdrop.keying import object_support
+    from backdrop.masks import heuristic_mask
+    digits = load_dataset("digits").test.x
+    assert torch.equal(object_support(digits), (digits > 0).any(1, keepdim=True))
+    rng = np.random.RandomState(0)
+    rr, cc = np.mgrid[0:32, 0:32]
+    x, truth = [], []
+    for i in range(20):
+        backdrop = 0.35 + 0.2 * rr / 32 + 0.1 * cc / 32 + rng.normal(0, 0.01, (3, 32, 32))
+        obj = (rr - 16 - rng.randint(-4, 5)) ** 2 + (cc - 16 - rng.randint(-4, 5)) ** 2 < rng.randint(5, 9) ** 2
+        x.append(np.where(obj, rng.uniform(0.0, 1.0, (3, 1, 1)), backdrop).clip(0, 1))
+        truth.append(obj)
+    x, truth = torch.tensor(np.stack(x), dtype=torch.float32), torch.tensor(np.stack(truth))[:, None]
+    support = object_support(x)
+    iou = (support & truth).sum() / (support | truth).sum()
+    assert iou > 0.95, float(iou)
+    assert bool((x > 0).all())                            # the old rule would call all of it the object
+    assert torch.equal(heuristic_mask(x), support.float())
