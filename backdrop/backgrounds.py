@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +245,26 @@ def family_patterns(name: str, size: int = 32) -> np.ndarray:
     return _patterns_cached(_known(name), _check_size(size))
 
 
+def family_colours(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The colours a family is drawn in on colour images: (on, off), each RGB in [0, 1], fixed by
+    the family's name and at least 0.3 apart on average, so the pattern stays visible."""
+    rng = np.random.RandomState(zlib.crc32(name.encode()))
+    while True:
+        on, off = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+        if np.abs(on - off).mean() >= 0.3:
+            return on.astype(np.float32), off.astype(np.float32)
+
+
+def in_colour(p: torch.Tensor, name: str, channels: int) -> torch.Tensor:
+    """K x C x S x S: K patterns (K x S x S, 0 to 1) as C-channel backgrounds. One channel: the
+    pattern itself (the grayscale suites, unchanged). Three: the family's two colours mixed by the
+    pattern, so a colour model meets coloured stripes, boards and strokes, not only grey ones."""
+    if channels == 1:
+        return p[:, None]
+    on, off = (torch.from_numpy(c).to(p.device, p.dtype)[None, :, None, None] for c in family_colours(name))
+    return off + p[:, None] * (on - off)
+
+
 def pattern(name: str, size: int = 32) -> np.ndarray:
     """The background family `name` as a float32 S x S array of 0s and 1s (a fresh copy); for a
     stroke family, its first drawing."""
@@ -291,9 +312,8 @@ def build_suite(x: torch.Tensor, families=TEST_FAMILIES, clean: bool = True) -> 
     suite = {"clean": x} if clean else {}
     which = torch.arange(len(x))
     for name in families:
-        bank = torch.tensor(family_patterns(name, S), device=x.device, dtype=x.dtype)
-        p = bank[which % len(bank)][:, None].expand_as(x)
-        suite[name] = torch.where(keep, x, p)
+        bank = in_colour(torch.tensor(family_patterns(name, S), device=x.device, dtype=x.dtype), name, x.shape[1])
+        suite[name] = torch.where(keep, x, bank[which % len(bank)])
     return suite
 
 

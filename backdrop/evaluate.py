@@ -4,7 +4,7 @@ accuracy-vs-noise-rate curve. Model selection uses the *validation* families onl
 import torch
 
 from .backgrounds import (FIXED_DRAWING_FAMILIES, NOISE_RATES, SHAPE_FAMILIES, STROKE_FAMILIES, TEST_FAMILIES,
-                          build_suite, family_patterns, halo, noise_suite)
+                          build_suite, family_patterns, halo, in_colour, noise_suite)
 
 # Each stroke family is scored on the split's first 1,000 images (a +-0.8 point standard error at
 # 93 %, enough to see a family fail by several points): all ten on the whole split would more
@@ -50,8 +50,8 @@ class SuiteScorer:
 
     def __init__(self, split, families, device="cpu", subset=(), subset_images=None, fixed=()):
         self.device = device
-        self.fixed = {f: torch.from_numpy(family_patterns(f, split.x.shape[-1])[:FIXED_DRAWINGS].copy())
-                      for f in fixed}
+        self.fixed = {f: in_colour(torch.from_numpy(family_patterns(f, split.x.shape[-1])[:FIXED_DRAWINGS].copy()),
+                                   f, split.x.shape[1]) for f in fixed}
         n = min(FIXED_IMAGES, max(1, len(split.y) // 8))
         self.fixed_x, self.fixed_y = split.x[:n], split.y[:n]
         self.fixed_keep = halo(self.fixed_x)          # built once, like the suite, not per validation
@@ -71,7 +71,7 @@ class SuiteScorer:
     def drawing_accuracies(self, predict, drawings):
         """Accuracy over the fixed images with each drawing in turn as every image's background."""
         x, keep = self.fixed_x, self.fixed_keep
-        return [accuracy(predict, torch.where(keep, x, d.to(x.dtype).expand_as(x)), self.fixed_y,
+        return [accuracy(predict, torch.where(keep, x, d.to(x.dtype)[None].expand_as(x)), self.fixed_y,
                          device=self.device) for d in drawings]
 
 

@@ -200,3 +200,24 @@ def test_the_object_is_keyed_against_any_backdrop_and_black_backdrops_are_unchan
     assert iou > 0.95, float(iou)
     assert bool((x > 0).all())                            # the old rule would call all of it the object
     assert torch.equal(heuristic_mask(x), support.float())
+
+
+def test_colour_images_meet_the_families_in_colour_and_grayscale_suites_are_unchanged():
+    from backdrop.backgrounds import TEST_FAMILIES, build_suite, family_colours, family_patterns, halo
+    gray = load_dataset("digits").test.x[:50]
+    suite = build_suite(gray)
+    keep = halo(gray)
+    for name in TEST_FAMILIES:        # the grayscale rule: the pattern itself where the object is not
+        bank = torch.tensor(family_patterns(name, 32))
+        p = bank[torch.arange(50) % len(bank)][:, None]
+        assert torch.equal(suite[name], torch.where(keep, gray, p))
+    colour = gray.expand(-1, 3, -1, -1) * torch.tensor([1.0, 0.5, 0.2])[None, :, None, None]
+    suite = build_suite(colour)
+    seen = set()
+    for name in TEST_FAMILIES:
+        on, off = (torch.tensor(c) for c in family_colours(name))
+        outside = suite[name].permute(0, 2, 3, 1)[~keep[:, 0]]            # pixels × 3
+        is_on, is_off = (outside - on).abs().max(1).values < 1e-6, (outside - off).abs().max(1).values < 1e-6
+        assert bool((is_on | is_off).all()) and bool(is_off.any()), name
+        seen.add(tuple(off.tolist()))
+    assert len(seen) == len(TEST_FAMILIES)                               # each family its own colours
