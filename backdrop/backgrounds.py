@@ -32,6 +32,8 @@ from .errors import UserError
 from .keying import object_support
 
 TEST_FAMILIES = ("stripes", "board", "border", "circles", "clock", "random")
+# A colour data set's test suite: the six in colour, and photographs of the world (WORLD_PHOTOS).
+COLOUR_TEST_FAMILIES = TEST_FAMILIES + ("photos",)
 SHAPE_FAMILIES = ("hlines", "grid", "dots", "rings", "speckle", "waves")
 STROKE_FAMILIES = ("ring_s", "ring_m", "ring_l", "arc_s", "arc_m", "arc_l",
                    "seg_s", "seg_m", "seg_l", "curve", "around_s", "around_m", "around_l")
@@ -312,6 +314,10 @@ def build_suite(x: torch.Tensor, families=TEST_FAMILIES, clean: bool = True) -> 
     suite = {"clean": x} if clean else {}
     which = torch.arange(len(x))
     for name in families:
+        if name == "photos":        # the world's photographs, a fixed crop per image (colour suites)
+            crops = TextureBank(S, x.shape[1], seed=0, names=WORLD_PHOTOS).sample(len(x)).to(x.device, x.dtype)
+            suite[name] = torch.where(keep, x, crops)
+            continue
         bank = in_colour(torch.tensor(family_patterns(name, S), device=x.device, dtype=x.dtype), name, x.shape[1])
         suite[name] = torch.where(keep, x, bank[which % len(bank)])
     return suite
@@ -328,9 +334,13 @@ def noise_suite(x: torch.Tensor, rates=NOISE_RATES, seed: int = 0) -> dict[float
 # ----------------------------------------------------------------------------- real photographs
 # scikit-image's bundled photographs and textures that load offline (no pooch download).
 # "clock" and "checkerboard" are left out on purpose: they resemble the test families.
-PHOTO_NAMES = ("camera", "astronaut", "coffee", "chelsea", "rocket", "grass", "gravel", "brick",
-               "text", "moon", "page", "coins", "hubble_deep_field", "immunohistochemistry",
-               "retina", "cell")
+# They are split in two, so that a colour model's world test has photographs training never saw:
+# the `real` background mode crops TRAIN_PHOTOS; the colour test suite's "photos" family crops
+# WORLD_PHOTOS (scenes of the world: a kitchen table, a launch pad, a cat, gravel, coins).
+TRAIN_PHOTOS = ("camera", "astronaut", "grass", "brick", "text", "moon", "page", "hubble_deep_field",
+                "immunohistochemistry", "retina", "cell")
+WORLD_PHOTOS = ("coffee", "rocket", "chelsea", "gravel", "coins")
+PHOTO_NAMES = TRAIN_PHOTOS + WORLD_PHOTOS
 
 
 @functools.lru_cache(maxsize=None)
@@ -365,7 +375,7 @@ class TextureBank:
     photograph, a random scale, a random position and random horizontal/vertical flips.
     """
 
-    def __init__(self, size: int = 32, channels: int = 1, seed: int = 0):
+    def __init__(self, size: int = 32, channels: int = 1, seed: int = 0, names=TRAIN_PHOTOS):
         from skimage.color import rgb2gray
         self.size = _check_size(size)
         if channels not in (1, 3):
@@ -375,7 +385,7 @@ class TextureBank:
         self.names = []
         self.images: list[list[torch.Tensor]] = []     # per photograph, per scale: C x H x W
         S = self.size
-        for name in PHOTO_NAMES:
+        for name in names:
             img = _load_photo(name)
             if img is None:
                 continue

@@ -3,8 +3,8 @@ paper's table implies (mean and worst over backgrounds, BG-gap = clean − mean)
 accuracy-vs-noise-rate curve. Model selection uses the *validation* families only."""
 import torch
 
-from .backgrounds import (FIXED_DRAWING_FAMILIES, NOISE_RATES, SHAPE_FAMILIES, STROKE_FAMILIES, TEST_FAMILIES,
-                          build_suite, family_patterns, halo, in_colour, noise_suite)
+from .backgrounds import (COLOUR_TEST_FAMILIES, FIXED_DRAWING_FAMILIES, NOISE_RATES, SHAPE_FAMILIES, STROKE_FAMILIES,
+                          TEST_FAMILIES, build_suite, family_patterns, halo, in_colour, noise_suite)
 
 # Each stroke family is scored on the split's first 1,000 images (a +-0.8 point standard error at
 # 93 %, enough to see a family fail by several points): all ten on the whole split would more
@@ -81,7 +81,7 @@ def validation_scorer(splits, device="cpu"):
 
 
 def test_scorer(splits, device="cpu"):
-    return SuiteScorer(splits.test, TEST_FAMILIES, device)
+    return SuiteScorer(splits.test, COLOUR_TEST_FAMILIES if splits.test.x.shape[1] == 3 else TEST_FAMILIES, device)
 
 
 def noise_curve(predict, split, rates=NOISE_RATES, device="cpu"):

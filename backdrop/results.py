@@ -1,7 +1,7 @@
 """The results collector's printing side: plain-text / markdown tables of accuracies."""
 from .backgrounds import FIXED_DRAWING_FAMILIES, TEST_FAMILIES, VAL_FAMILIES
 
-TEST_COLUMNS = ("clean", *TEST_FAMILIES, "mean", "worst", "bg_gap")
+TEST_COLUMNS = ("clean", *TEST_FAMILIES, "photos", "mean", "worst", "bg_gap")   # photos: colour data sets only
 
 # Table 1 of the poster (METHOD.md), MNIST test accuracy in %.
 PAPER_TABLE1 = {

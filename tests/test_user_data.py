@@ -221,3 +221,16 @@ def test_colour_images_meet_the_families_in_colour_and_grayscale_suites_are_unch
         assert bool((is_on | is_off).all()) and bool(is_off.any()), name
         seen.add(tuple(off.tolist()))
     assert len(seen) == len(TEST_FAMILIES)                               # each family its own colours
+
+
+def test_a_colour_test_suite_adds_photographs_that_training_never_crops():
+    from backdrop.backgrounds import TRAIN_PHOTOS, WORLD_PHOTOS, TextureBank
+    from backdrop.evaluate import test_scorer
+    assert not set(TRAIN_PHOTOS) & set(WORLD_PHOTOS)
+    assert set(TextureBank(32, 3).names) <= set(TRAIN_PHOTOS)            # the `real` mode's crops
+    splits = load_dataset("digits")
+    gray = test_scorer(splits)(lambda x: torch.zeros(len(x), 10))
+    assert "test/photos" not in {f"test/{k}" for k in gray}          # grayscale: Table 1's columns only
+    splits.test.x = splits.test.x.expand(-1, 3, -1, -1).contiguous()
+    colour = test_scorer(splits)(lambda x: torch.zeros(len(x), 10))
+    assert set(colour) == set(gray) | {"photos"}
