@@ -244,8 +244,12 @@ def log_comparison(client, parent_id, comparison, table):
 
 # --------------------------------------------------------------------------------------- driver
 def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, overrides=None, data_dir=None,
-                 address=None, tracking_uri=None, experiment=DEFAULT_EXPERIMENT, rerun=False, say=print):
-    """Plan, resume, train what is missing, and compare. Returns (Comparison, table text)."""
+                 address=None, tracking_uri=None, experiment=DEFAULT_EXPERIMENT, rerun=False, say=print,
+                 gpus_per_run=0.0):
+    """Plan, resume, train what is missing, and compare. Returns (Comparison, table text).
+    `gpus_per_run`: a GPU share per Ray task (0.25 packs four runs on each GPU); 0, the CPU."""
+    if gpus_per_run < 0:
+        raise UserError(f"--gpus-per-run must not be negative, got {gpus_per_run:g}")
     from .data import data_dir_for_workers, splits_of
     from .results import ablation_table
 
@@ -268,7 +272,8 @@ def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, override
             f"(MLflow {uri}, experiment {experiment}, parent run {parent_id})")
         if todo:
             tags = {"git_commit": commit, "ablation": plan.spec.name}
-            run_of.update(train_jobs(client, exp_id, todo, parent_id, tags, data_dir, address, say))
+            run_of.update(train_jobs(client, exp_id, todo, parent_id, tags, data_dir, address, say,
+                                     gpus_per_run=gpus_per_run))
         for job in plan.jobs:     # shared reference runs too: `tags.role.<ablation>` finds both sides
             client.set_tag(run_of[job.key], f"role.{plan.spec.name}", job.side)
         comparison = compare(client, plan, run_of, parent_id)

@@ -154,3 +154,13 @@ def test_rerun_skips_finished_runs_and_reads_the_store(ray_local, store, capsys,
         [("adversarial", "reference")] * 2 + [("heuristic_mask", "variant")] * 2
     assert all(r.data.tags["role.mask_off"] == "reference" for r in both if r.data.tags["spec"] == "adversarial")
     assert set(parse_table(out)) == set(ROWS)
+
+
+def test_a_negative_gpu_share_is_refused_in_one_line_before_anything_runs(tmp_path):
+    from conftest import run_cli
+    proc = run_cli("platform.ablate", "mask_off", "--gpus-per-run", "-1", "--tracking-uri",
+                   f"sqlite:///{tmp_path / 'a.db'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--gpus-per-run" in lines[0]
+    assert not (tmp_path / "a.db").exists()

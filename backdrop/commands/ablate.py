@@ -30,6 +30,8 @@ def build_parser(prog="python -m platform.ablate"):
                                           "sqlite:///mlflow.db here)")
     p.add_argument("--experiment", default="backdrop-ablations",
                    help="MLflow experiment (default: backdrop-ablations)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="a GPU share per run (0.25: four runs at once on each GPU); default 0, the CPU")
     p.add_argument("--rerun", action="store_true",
                    help="train again even where a finished run exists for the same config and commit")
     add_hparam_flags(p, skip=[k for k in HPARAMS if k not in BUDGET_FLAGS])
@@ -70,7 +72,8 @@ def main(argv=None, prog="python -m platform.ablate"):
     seeds = parse_seeds(args.seeds) if args.seeds else None
     _, table = run_ablation(args.name, specs_dir=args.specs, dataset=args.dataset, seeds=seeds,
                             overrides=budget_overrides(args), data_dir=args.data_dir, address=args.address,
-                            tracking_uri=args.tracking_uri, experiment=args.experiment, rerun=args.rerun)
+                            tracking_uri=args.tracking_uri, experiment=args.experiment, rerun=args.rerun,
+                            gpus_per_run=args.gpus_per_run)
     print()
     print(table)
 
