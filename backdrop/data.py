@@ -105,6 +105,13 @@ class Splits:
     class_names: tuple = tuple(str(k) for k in range(10))
 
 
+def absolute_dataset(name: str) -> str:
+    """`folder:PATH` / `npz:PATH` with PATH made absolute (a saved sweep resumes from any folder);
+    a built-in name as it is."""
+    kind, _, path = check_dataset_name(name).partition(":")
+    return f"{kind}:{pathlib.Path(path).expanduser().resolve()}" if kind in USER_KINDS and path else name
+
+
 def check_dataset_name(name) -> str:
     """A built-in data set's name, or `folder:PATH` / `npz:PATH`; anything else is a one-line error."""
     if isinstance(name, str):

@@ -111,6 +111,10 @@ class SearchSpace:
     def base_config(self):
         return make_config(self.fixed, where=self.path)
 
+    def with_fixed(self, overrides: dict) -> "SearchSpace":
+        """The same space with some fixed values replaced (`platform.sweep --dataset`), validated."""
+        return parse({**self.to_dict(), "fixed": {**self.fixed, **overrides}}, self.path)
+
     def to_dict(self):
         """Round-trips through `parse` (kept with a sweep so that --resume rebuilds it)."""
         return {**{k: {d.kind: list(d.args)} for k, d in self.params.items()}, "fixed": dict(self.fixed),

@@ -234,3 +234,19 @@ def test_a_colour_test_suite_adds_photographs_that_training_never_crops():
     splits.test.x = splits.test.x.expand(-1, 3, -1, -1).contiguous()
     colour = test_scorer(splits)(lambda x: torch.zeros(len(x), 10))
     assert set(colour) == set(gray) | {"photos"}
+
+
+def test_the_sweep_takes_the_data_set_from_the_command_line_with_its_path_made_absolute(tmp_path, monkeypatch):
+    from backdrop.commands.sweep import DEFAULT_SPACE
+    from backdrop.data import absolute_dataset
+    from backdrop.search_space import load_space
+    monkeypatch.chdir(tmp_path)
+    assert absolute_dataset("folder:my_photos") == f"folder:{tmp_path / 'my_photos'}"
+    assert absolute_dataset("mnist") == "mnist"
+    space = load_space(DEFAULT_SPACE).with_fixed({"dataset": absolute_dataset("npz:d.npz"), "image_size": 64})
+    assert space.base_config()["dataset"] == f"npz:{tmp_path / 'd.npz'}" and space.base_config()["image_size"] == 64
+    with pytest.raises(UserError, match="image_size 48"):
+        load_space(DEFAULT_SPACE).with_fixed({"image_size": 48})
+    r = subprocess.run([sys.executable, "-m", "platform.sweep", "--resume", "--dataset", "mnist"], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "drop --dataset" in r.stderr and "Traceback" not in r.stderr

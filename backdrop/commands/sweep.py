@@ -30,6 +30,9 @@ def build_parser(prog="python -m platform.sweep"):
                    help="continue the sweep --name (default: the latest one) with its saved settings")
     p.add_argument("--storage-path", help="where Ray keeps trials and checkpoints: s3://... or a shared "
                                           "folder on a cluster (default: ./ray_results)")
+    p.add_argument("--dataset", help="the data set, in place of the space file's: digits, mnist, fashion-mnist, "
+                                     "or your own images as folder:PATH or npz:PATH")
+    p.add_argument("--image-size", type=int, help="with your own images: the side they are resized to (32, 64, 128)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (or $BACKDROP_DATA_DIR)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
     p.add_argument("--experiment", help="MLflow experiment (default: backdrop-sweeps)")
@@ -46,13 +49,17 @@ def main(argv=None, prog="python -m platform.sweep"):
     # Validate the space before importing Ray (slow): a bad file is an instant one-line error.
     from backdrop.search_space import load_space
     if args.resume:
-        given = [f for f in ("space", *SWEEP_KEYS) if getattr(args, f, None) is not None]
+        given = [f for f in ("space", "dataset", "image_size", *SWEEP_KEYS) if getattr(args, f, None) is not None]
         given += [f for f in ("multi_objective", "register", "no_register") if getattr(args, f)]
         if given:
             from backdrop.errors import UserError
             raise UserError(f"--resume continues a sweep with its saved settings; drop --{given[0].replace('_', '-')}")
     else:
         space = load_space(args.space or DEFAULT_SPACE)
+        if args.dataset is not None or args.image_size is not None:
+            from backdrop.data import absolute_dataset
+            space = space.with_fixed({**({"dataset": absolute_dataset(args.dataset)} if args.dataset else {}),
+                                      **({"image_size": args.image_size} if args.image_size is not None else {})})
 
     from backdrop import sweep
     from backdrop.run import pick_device
