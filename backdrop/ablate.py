@@ -35,7 +35,7 @@ from .errors import UserError
 from .stats import PairedDelta, mean_sd, paired_delta
 
 DEFAULT_EXPERIMENT = "backdrop-ablations"
-ROWS = ("clean", *TEST_FAMILIES, "mean", "worst")     # the rows of the comparison table
+ROWS = ("clean", *TEST_FAMILIES, "mean", "worst")     # the comparison table's rows (+ photos on colour data)
 # Ray workers get the library from here (ship `backdrop/`, never `platform/`: see platform/__init__).
 RUNTIME_ENV = {"py_modules": [str(Path(__file__).resolve().parent)]}
 
@@ -218,7 +218,9 @@ def compare(client, plan, run_of, parent_run_id=""):
     runs = {side: [run_of[j.key] for j in plan.side(side)] for side in ("reference", "variant")}
     metrics = {rid: client.get_run(rid).data.metrics for rid in set(runs["reference"] + runs["variant"])}
     rows = []
-    for name in ROWS:
+    # A colour data set's suite has a photos family too; its runs report it, Table 1's do not.
+    photos = ("photos",) if all("test/photos" in m for m in metrics.values()) else ()
+    for name in ("clean", *TEST_FAMILIES, *photos, "mean", "worst"):
         ref = tuple(metrics[r][f"test/{name}"] for r in runs["reference"])
         var = tuple(metrics[r][f"test/{name}"] for r in runs["variant"])
         rows.append(Row(name, ref, var, paired_delta(var, ref)))
@@ -235,6 +237,9 @@ def log_comparison(client, parent_id, comparison, table):
     client.log_batch(parent_id, metrics=metrics)
     client.set_tag(parent_id, "seeds", ",".join(map(str, comparison.seeds)))
     with tempfile.TemporaryDirectory() as d:
+        from .figures import forest_plot
+        forest_plot({comparison.ablation: [(r.name, r.delta.mean, r.delta.low, r.delta.high) for r in comparison.rows]},
+                    Path(d) / "forest.png", title=f"{comparison.ablation} − {comparison.reference} on {comparison.dataset}")
         (Path(d) / "comparison.md").write_text(table + "\n")
         (Path(d) / "ablation.json").write_text(json.dumps(
             {"ablation": comparison.ablation, "reference": comparison.reference, "dataset": comparison.dataset,

@@ -65,6 +65,29 @@ def noise_plot(curves: dict, path, title="Accuracy vs salt-and-pepper rate"):
     return path
 
 
+def forest_plot(deltas: dict, path, title="Ablation − reference, paired by seed"):
+    """deltas: {ablation: [(column, Δ, low, high)]} in accuracy units (low/high None: one seed).
+    One row per (ablation, column): Δ in points with its 95 % interval; a filled marker where the
+    interval excludes 0, an open one where it does not."""
+    rows = [(abl, *row) for abl, rs in deltas.items() for row in rs]
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.22 * len(rows)))
+    for i, (abl, col, d, lo, hi) in enumerate(rows):
+        y = len(rows) - 1 - i
+        known = lo is not None and hi is not None
+        if known:
+            ax.plot([100 * lo, 100 * hi], [y, y], color="tab:blue", lw=1.2)
+        real = known and (lo > 0 or hi < 0)
+        ax.plot([100 * d], [y], "o", ms=4, color="tab:blue", mfc="tab:blue" if real else "white")
+    ax.axvline(0, color="gray", lw=0.8, ls="--")
+    ax.set_yticks(range(len(rows)), [f"{abl}: {col}" for abl, col, *_ in reversed(rows)], fontsize=7)
+    ax.set_xlabel("Δ accuracy (points), 95 % interval; filled: excludes 0")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 @torch.no_grad()
 def run_figures(algorithm, x, out_dir):
     """The pictures a method draws of itself on a few images (Algorithm.figures): for the

@@ -231,6 +231,23 @@ def write_report(table: pa.Table, out_dir, header_note=""):
     return "\n".join(md), "\n\n".join(tex)
 
 
+def ablation_deltas(client, experiment_names=None):
+    """{"<ablation> (<dataset>)": [(column, Δ, low, high)]} from each ablation's newest finished
+    parent run (the paired deltas `platform.ablate` logs on it), for the report's forest plot."""
+    ids = [e.experiment_id for e in _experiments(client, experiment_names)]
+    out = {}
+    for run in reversed(find_runs(client, ids)):                    # newest first
+        tags, m = run.data.tags, run.data.metrics
+        if "ablation_key" not in tags:
+            continue
+        label = f"{tags['ablation']} ({tags.get('dataset', '?')})"
+        cols = [k.split("/", 1)[1] for k in m if k.startswith("delta/")]
+        order = [c for c in TEST_COLUMNS if c in cols]
+        out.setdefault(label, [(c, m[f"delta/{c}"], m.get(f"delta_low/{c}"), m.get(f"delta_high/{c}"))
+                               for c in order])
+    return out
+
+
 def log_report(client, out_dir, n_runs, filters, experiment=REPORT_EXPERIMENT):
     """A `report` run holding every file of the report; returns its run id."""
     exp_id = tracking.experiment_id(client, experiment)

@@ -123,9 +123,10 @@ def test_tiny_ablation_through_ray_and_mlflow(ray_local, store, capsys, monkeypa
     for name in ROWS:
         check_row(table[name], ref, var, name)
     assert comparison.parent_run_id == p.info.run_id
+    assert {"forest.png", "comparison.md", "ablation.json"} <= {a.path for a in client.list_artifacts(p.info.run_id)}
 
 
-def test_rerun_skips_finished_runs_and_reads_the_store(ray_local, store, capsys, monkeypatch):
+def test_rerun_skips_finished_runs_and_reads_the_store(ray_local, store, capsys, monkeypatch, tmp_path):
     client = MlflowClient(store[1])
     exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     before = all_runs(client, exp_id)
@@ -154,6 +155,17 @@ def test_rerun_skips_finished_runs_and_reads_the_store(ray_local, store, capsys,
         [("adversarial", "reference")] * 2 + [("heuristic_mask", "variant")] * 2
     assert all(r.data.tags["role.mask_off"] == "reference" for r in both if r.data.tags["spec"] == "adversarial")
     assert set(parse_table(out)) == set(ROWS)
+
+    # The report's forest plot reads each ablation's paired deltas from its parent run.
+    from backdrop.figures import forest_plot
+    from backdrop.report import ablation_deltas
+    deltas = ablation_deltas(client, [EXPERIMENT])
+    assert set(deltas) == {"mask_off (digits)", "heuristic_mask (digits)"}
+    parent = client.search_runs([exp_id], "tags.ablation = 'heuristic_mask' and tags.ablation_key != ''")[0]
+    assert deltas["heuristic_mask (digits)"] == [
+        (c, parent.data.metrics[f"delta/{c}"], parent.data.metrics[f"delta_low/{c}"],
+         parent.data.metrics[f"delta_high/{c}"]) for c in ROWS]
+    assert forest_plot(deltas, tmp_path / "forest.png").stat().st_size > 0
 
 
 def test_a_negative_gpu_share_is_refused_in_one_line_before_anything_runs(tmp_path):
