@@ -59,7 +59,24 @@ def ablation_table(c):
         markdown_table(["background", f"{c.reference} (reference)", c.ablation, delta_head, "95 % CI", "excl. 0"], rows),
         "mean ± sd over seeds; Δ = ablation − reference paired by seed, in points, with its 95 % t-interval "
         f"({n - 1} df); * = the interval excludes 0.",
+        ablation_verdict(c),
     ])
+
+
+def ablation_verdict(c):
+    """The table's answer in words: which differences the seeds show, and how precise it is."""
+    if len(c.seeds) < 2:
+        return "Verdict: none possible from one seed (no interval); run at least two, better five."
+    real = [r for r in c.rows if r.delta.significant]
+    widest = max(r.delta.high - r.delta.mean for r in c.rows)
+    mean = next((r for r in c.rows if r.name == "mean"), None)
+    said = (f"Verdict: {c.ablation} differs from {c.reference} on "
+            + ", ".join(f"{r.name} ({100 * r.delta.mean:+.1f})" for r in real) + "; on the rest the seeds show no difference"
+            if real else f"Verdict: the seeds show no difference between {c.ablation} and {c.reference} on any row")
+    precision = f"intervals as wide as ±{100 * widest:.1f} points"
+    if mean is not None:
+        precision += f", ±{100 * (mean.delta.high - mean.delta.mean):.1f} on the mean"
+    return f"{said} ({precision}; more seeds narrow them)."
 
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",

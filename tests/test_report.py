@@ -196,3 +196,24 @@ def test_per_seed_rows_count_the_seeds_below_the_poster():
     assert cells["0"]["below the poster"] == "none" and cells["3"]["val worst"] == "97.3"
     assert summary == ["adversarial: 1 of 2 seed(s) below the poster on some column"]
     assert per_seed_rows({"adversarial": [bad]}, with_paper=False)[2] == []     # not MNIST: no poster
+
+
+def test_the_ablation_table_says_in_words_which_differences_are_real():
+    from backdrop.ablate import Comparison, Row
+    from backdrop.results import ablation_table
+    from backdrop.stats import paired_delta
+
+    def comparison(var_of, seeds=(0, 1, 2)):
+        ref = {"clean": (0.95, 0.96, 0.94), "stripes": (0.80, 0.82, 0.81), "mean": (0.85, 0.86, 0.84)}
+        rows = tuple(Row(k, v[:len(seeds)], var_of(k, v)[:len(seeds)], paired_delta(var_of(k, v)[:len(seeds)], v[:len(seeds)]))
+                     for k, v in ref.items())
+        return Comparison("mask_off", "adversarial", "digits", tuple(seeds), rows, {})
+
+    hurt = ablation_table(comparison(lambda k, v: tuple(x - (0.10 + 0.001 * i if k == "stripes" else 0.001 * (-1) ** i)
+                                                        for i, x in enumerate(v))))
+    assert "Verdict: mask_off differs from adversarial on stripes (-10.1)" in hurt
+    assert "on the rest the seeds show no difference" in hurt and "on the mean" in hurt
+    same = ablation_table(comparison(lambda k, v: tuple(x + 0.001 * (-1) ** i for i, x in enumerate(v))))
+    assert "the seeds show no difference between mask_off and adversarial on any row" in same
+    one = ablation_table(comparison(lambda k, v: v, seeds=(0,)))
+    assert "none possible from one seed" in one
