@@ -30,6 +30,14 @@ def accuracy(predict, x, y, batch_size=EVAL_BATCH, device="cpu"):
     return correct / max(len(y), 1)
 
 
+@torch.no_grad()
+def per_class_accuracy(predict, split, class_names, batch_size=EVAL_BATCH, device="cpu"):
+    """{class name: accuracy on that class's images} (clean images; a class with none is left out)."""
+    pred = torch.cat([predict(xb.to(device)).argmax(1).cpu() for xb in split.x.split(batch_size)])
+    return {name: (pred[split.y == k] == k).float().mean().item()
+            for k, name in enumerate(class_names) if bool((split.y == k).any())}
+
+
 def summarize(accs):
     """Add mean, worst and bg_gap over the background entries (all but 'clean')."""
     bg = [v for k, v in accs.items() if k != "clean"]

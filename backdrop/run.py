@@ -10,7 +10,7 @@ import torch
 from . import figures, mlflow_model, tracking
 from .api import save_model
 from .data import splits_of
-from .evaluate import noise_curve, test_scorer
+from .evaluate import noise_curve, per_class_accuracy, test_scorer
 from .train import train
 
 WEIGHTS_FILE = "model.pt"     # the model file write_final_artifacts writes (logged as the MLflow Model)
@@ -40,6 +40,9 @@ def write_final_artifacts(algorithm, splits, test, curve, run_label, d):
     d = Path(d)
     bars = {k: v for k, v in test.items() if k not in ("mean", "worst", "bg_gap")}
     figures.bar_chart({run_label: bars}, d / "test_backgrounds.png")
+    per_class = per_class_accuracy(algorithm.predict, splits.test, splits.class_names,
+                                   device=next(algorithm.parameters()).device)
+    figures.bar_chart({run_label: per_class}, d / "test_per_class.png", title="Clean test accuracy per class")
     if curve:
         figures.noise_plot({run_label: curve}, d / "noise_curve.png")
     figures.run_figures(algorithm, splits.test.x[:32].to(next(algorithm.parameters()).device), d)

@@ -143,7 +143,8 @@ def test_the_train_command_trains_on_a_folder_and_records_its_classes(tmp_path):
     assert model.predict(torch.rand(2, 3, 32, 32)).shape == (2, 3)
     client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
     run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
-    assert run.info.status == "FINISHED" and "test/worst" in run.data.metrics
+    assert run.info.status == "FINISHED" and "test/worst" in run.data.metrics and "test/photos" in run.data.metrics
+    assert "test_per_class.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_a_sweep_trains_on_own_images_after_the_folder_is_gone(tmp_path):
