@@ -118,8 +118,8 @@ def check_dataset_name(name) -> str:
         kind, sep, path = name.partition(":")
         if name in DATASETS or (sep and kind in USER_KINDS and path):
             return name
-    raise UserError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}, or your own images as "
-                    "folder:PATH (a sub-folder of images per class) or npz:PATH (arrays x and y)")
+    raise UserError(f"'dataset' must be one of {', '.join(DATASETS)}, or your own images as folder:PATH (a "
+                    f"sub-folder of images per class) or npz:PATH (arrays x and y); got {name!r}")
 
 
 def cache_dir() -> pathlib.Path:
