@@ -57,20 +57,23 @@ def test_sigterm_ends_the_run_as_killed_and_keeps_its_epochs(tracking_uri):
     """`kill` (or a scheduler's time limit) mid-run: one line, exit 143, the MLflow run KILLED
     (not left RUNNING) with the epochs it finished."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # The store is made before the child starts: polling a store the child is still creating would
+    # run MLflow's table migrations in two processes at once, and one of them fails.
+    client, history = MlflowClient(tracking_uri), []
+    client.search_experiments()
     proc = subprocess.Popen([sys.executable, "-m", "platform.train", "--method", "vanilla", "--tracking-uri",
                              tracking_uri, "--experiment", "t", *TINY, "--epochs-f", "500"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    client, history = MlflowClient(tracking_uri), []
     deadline = time.time() + 240
     while not history and time.time() < deadline and proc.poll() is None:
         time.sleep(1)
-        try:            # the child creates the store: it may not exist, or be half made, yet
-            exp = client.get_experiment_by_name("t") if os.path.exists(tracking_uri[len("sqlite:///"):]) else None
+        try:            # the child creates the experiment and its run: they may not exist yet
+            exp = client.get_experiment_by_name("t")
             runs = client.search_runs([exp.experiment_id]) if exp else []
             history = client.get_metric_history(runs[0].info.run_id, "val/worst") if runs else []
         except Exception:
             continue
-    assert history, "no epoch was logged within 240 s"
+    assert history, f"no epoch was logged within 240 s (exit status {proc.poll()})"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
