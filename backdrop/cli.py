@@ -30,13 +30,22 @@ def parse_int_list(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def parse_dataset(text):
+    """A dataset flag checked as it is parsed, so its error names the flag."""
+    from .data import check_dataset_name
+    try:
+        return check_dataset_name(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_hparam_flags(parser, skip=()):
     """--lr-f, --ascent-per-descent, ...: one flag per registry entry, default None (= not given)."""
     group = parser.add_argument_group("hyperparameters (defaults from backdrop/hparams.py)")
     for key, p in HPARAMS.items():
         if key in skip:
             continue
-        kind = {bool: parse_bool, list: parse_int_list}.get(p.type, p.type)
+        kind = parse_dataset if key == "dataset" else {bool: parse_bool, list: parse_int_list}.get(p.type, p.type)
         default = ",".join(map(str, p.default)) if isinstance(p.default, list) else p.default
         group.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None,
                            choices=p.choices or None, metavar=None if p.choices else p.type.__name__.upper(),

@@ -2,7 +2,7 @@
 parallel Ray tasks, recorded in MLflow and compared from the recorded runs.
 
 Thin command line over backdrop.ablate; specs live in ablations/*.yaml (see docs/ABLATIONS.md)."""
-from backdrop.cli import Parser, add_hparam_flags, hparam_overrides
+from backdrop.cli import Parser, add_hparam_flags, hparam_overrides, parse_dataset
 
 # Budget flags: settings that both sides share. Everything else an ablation changes lives in its spec.
 BUDGET_FLAGS = ("limit", "epochs_f", "epochs_mask", "epochs_adv", "batch_size", "widths", "image_size")
@@ -21,7 +21,7 @@ def build_parser(prog="python -m platform.ablate"):
     p.add_argument("--list", action="store_true", help="list the ablations with their descriptions and exit")
     p.add_argument("--specs", metavar="DIR", help="folder of spec files (default: the repo's ablations/)")
     p.add_argument("--seeds", help="a count N (seeds 0..N-1) or a comma-separated list (default: the spec's)")
-    p.add_argument("--dataset", default="digits", help="digits (offline default), mnist, fashion-mnist, or your own images: folder:PATH or npz:PATH")
+    p.add_argument("--dataset", default="digits", type=parse_dataset, help="digits (offline default), mnist, fashion-mnist, or your own images: folder:PATH or npz:PATH")
     p.add_argument("--data-dir", help="folder with the IDX .gz files (or $BACKDROP_DATA_DIR); on a cluster it "
                                       "must exist on every node")
     p.add_argument("--address", help="Ray cluster to use (auto, HOST:PORT or ray://HOST:10001); default: start "

@@ -3,7 +3,7 @@ data-parallel Ray Train run, recorded in MLflow (one parent run, one nested run 
 
 Thin command line over backdrop.sweep; see `--help` and docs/RAY.md."""
 
-from backdrop.cli import Parser
+from backdrop.cli import Parser, parse_dataset
 from backdrop.search_space import SWEEP_KEYS
 
 DEFAULT_SPACE = "search_spaces/quick.yaml"
@@ -30,7 +30,7 @@ def build_parser(prog="python -m platform.sweep"):
                    help="continue the sweep --name (default: the latest one) with its saved settings")
     p.add_argument("--storage-path", help="where Ray keeps trials and checkpoints: s3://... or a shared "
                                           "folder on a cluster (default: ./ray_results)")
-    p.add_argument("--dataset", help="the data set, in place of the space file's: digits, mnist, fashion-mnist, "
+    p.add_argument("--dataset", type=parse_dataset, help="the data set, in place of the space file's: digits, mnist, fashion-mnist, "
                                      "or your own images as folder:PATH or npz:PATH")
     p.add_argument("--image-size", type=int, help="with your own images: the side they are resized to (32, 64, 128)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (or $BACKDROP_DATA_DIR)")
