@@ -56,3 +56,26 @@ def digits():
 @pytest.fixture
 def tracking_uri(tmp_path):
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def two_trial_sweep(space, tmp_path, **flags):
+    """Run a 2-trial sweep of `space_path` in this process, on a local Ray instance of its own;
+    check both trials and the parent finished in MLflow, none with an error tag; return the runs."""
+    import ray
+    from mlflow import MlflowClient
+
+    from backdrop import sweep
+    from backdrop.search_space import load_space
+    space = space if hasattr(space, "params") else load_space(space)      # a SearchSpace, or its file
+    opts = sweep.new_options(space, {"name": "copy", "storage_path": str(tmp_path / "ray"), "no_register": True,
+                                     "tracking_uri": f"sqlite:///{tmp_path / 'b.db'}", **flags})
+    try:
+        summary = sweep.run_sweep(opts, device="cpu")
+    finally:
+        ray.shutdown()
+    assert len(summary["rows"]) == 2 and all(r["completed"] for r in summary["rows"])
+    client = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id])
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    assert not any("backdrop.error" in r.data.tags for r in runs)
+    return runs

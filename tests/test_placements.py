@@ -8,7 +8,7 @@ import os
 import pytest
 from mlflow import MlflowClient
 
-from conftest import REPO, SHARED_DATA, run_cli
+from conftest import REPO, SHARED_DATA, run_cli, two_trial_sweep
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"MNIST files not at {SHARED_DATA}")
 
@@ -130,10 +130,6 @@ def test_a_sweeps_trials_never_read_the_data_files(tmp_path):
     Ray's object store: a data file damaged after the driver read it (same size and mtime, so the
     driver's cached read stands) is never read by a trial, and the sweep trains and finishes.
     A trial that read the file itself would fail on it (test_distributed's bad-input test)."""
-    import ray
-
-    from backdrop import sweep
-    from backdrop.search_space import load_space
     from test_distributed import corrupt_after_check
     corrupt_after_check(SHARED_DATA / "mnist", tmp_path / "mnist")
     space = tmp_path / "copy.yaml"
@@ -141,15 +137,4 @@ def test_a_sweeps_trials_never_read_the_data_files(tmp_path):
                      "fixed: {dataset: mnist, method: vanilla, limit: 64, widths: [8, 16, 32], dense: 32,\n"
                      "        batch_size: 16, augment: false, epochs_f: 1}\n"
                      "lr_f: {loguniform: [1.0e-3, 2.0e-3]}\n")
-    opts = sweep.new_options(load_space(space), {"name": "copy", "data_dir": str(tmp_path / "mnist"),
-                                                 "storage_path": str(tmp_path / "ray"), "no_register": True,
-                                                 "tracking_uri": f"sqlite:///{tmp_path / 'b.db'}"})
-    try:
-        summary = sweep.run_sweep(opts, device="cpu")
-    finally:
-        ray.shutdown()
-    assert len(summary["rows"]) == 2 and all(r["completed"] for r in summary["rows"])
-    client = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id])
-    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
-    assert not any("backdrop.error" in r.data.tags for r in runs)
+    two_trial_sweep(space, tmp_path, data_dir=str(tmp_path / "mnist"))

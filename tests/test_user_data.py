@@ -152,12 +152,9 @@ def test_a_sweep_trains_on_own_images_after_the_folder_is_gone(tmp_path):
     Ray's object store, so the folder can go after the read and the 2-trial sweep still finishes."""
     import shutil
 
-    import ray
-    from mlflow import MlflowClient
-
-    from backdrop import sweep
     from backdrop.data import source_of
     from backdrop.search_space import load_space
+    from conftest import two_trial_sweep
     folder = write_folder(tmp_path / "photos", studio_images(n_per_class=12))
     space = tmp_path / "own.yaml"
     space.write_text("sweep: {trials: 2, workers: 1}\n"
@@ -167,16 +164,7 @@ def test_a_sweep_trains_on_own_images_after_the_folder_is_gone(tmp_path):
     space = load_space(space)
     source_of(space.base_config())
     shutil.rmtree(folder)
-    opts = sweep.new_options(space, {"name": "own", "storage_path": str(tmp_path / "ray"), "no_register": True,
-                                     "tracking_uri": f"sqlite:///{tmp_path / 'b.db'}"})
-    try:
-        summary = sweep.run_sweep(opts, device="cpu")
-    finally:
-        ray.shutdown()
-    assert len(summary["rows"]) == 2 and all(r["completed"] for r in summary["rows"])
-    client = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("backdrop-sweeps").experiment_id])
-    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    two_trial_sweep(space, tmp_path)
 
 
 def test_the_object_is_keyed_against_any_backdrop_and_black_backdrops_are_unchanged():
