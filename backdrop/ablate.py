@@ -253,8 +253,8 @@ def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, override
                  gpus_per_run=0.0):
     """Plan, resume, train what is missing, and compare. Returns (Comparison, table text).
     `gpus_per_run`: a GPU share per Ray task (0.25 packs four runs on each GPU); 0, the CPU."""
-    if gpus_per_run < 0:
-        raise UserError(f"--gpus-per-run must not be negative, got {gpus_per_run:g}")
+    if gpus_per_run < 0 or (gpus_per_run > 1 and gpus_per_run != int(gpus_per_run)):
+        raise UserError(f"--gpus-per-run must be a share of one GPU (0 to 1) or a whole number, got {gpus_per_run:g}")
     from .data import data_dir_for_workers, splits_of
     from .results import ablation_table
 

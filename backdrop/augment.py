@@ -44,7 +44,9 @@ class Augment:
         theta = self.affine(n, generator, x.device)
         stacked = torch.cat([x, *aligned], 1)
         grid = F.affine_grid(theta, stacked.shape, align_corners=False)
-        out = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # "border": what moves into the frame continues the image's edge, the studio backdrop,
+        # not black (an MNIST image's edge is 0, so there it is exactly zero padding).
+        out = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="border", align_corners=False)
         lo, hi = self.brightness
         gain = lo + (hi - lo) * uniform((n, 1, 1, 1), generator, x.device)
         c = x.shape[1]

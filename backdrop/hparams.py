@@ -76,7 +76,8 @@ HPARAMS = {
                                low=1, high=4),
     "gen_width": HParam(16, "conv width of the background generator (32 costs more than the classifier)", low=1),
     # the mask
-    "mask": HParam("unet", "mask source: the U-Net f_m, the heuristic x > 0, or none (a constant blend)",
+    "mask": HParam("unet", "mask source: the U-Net f_m, the heuristic (the keyed object: x > 0 on a black backdrop), "
+                           "or none (a constant blend)",
                    ("unet", "heuristic", "none")),
     "mask_blend": HParam(0.5, "constant mask value when mask=none: x~ = a*x + (1-a)*b", low=0.0, high=1.0),
     "mask_area": HParam(0.2, "fraction of pixels the mask may cover for free", low=0.0, high=1.0),
@@ -125,13 +126,15 @@ def check_value(key, value, where="config"):
 
 def make_config(overrides: dict | None = None, where="config") -> dict:
     """Defaults updated with validated overrides."""
-    from .data import check_dataset_name
+    from .data import absolute_dataset
     from .user_data import check_image_size
     cfg = defaults()
     for k, v in (overrides or {}).items():
         cfg[k] = check_value(k, v, where)
     try:
-        check_dataset_name(cfg["dataset"])
+        # A user's folder by its absolute path: the same images whatever the working directory,
+        # so a config's identity (ablation reuse, sweep resume) names the data, not a relative path.
+        cfg["dataset"] = absolute_dataset(cfg["dataset"])
         check_image_size(cfg["image_size"])
     except UserError as e:
         raise UserError(f"{where}: {e}") from None

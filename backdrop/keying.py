@@ -2,14 +2,16 @@
 
 The test and validation suites lay a pattern everywhere but near the object, and the `heuristic`
 mask is the object itself; both need the object's support. It is keyed per image and channel
-against the backdrop seen on the image's border (a 2-px frame): a plane fitted to the frame by
-least squares (a studio backdrop may brighten gently across the frame), and a tolerance of
+against the backdrop seen on the image's border (a 2-px frame): a plane fitted to the frame (a
+studio backdrop may brighten gently across it), fitted twice, the second time without the frame
+pixels the first fit calls outliers (an object touching the frame), and a tolerance of
 `TOLERANCE_SIGMAS` robust standard deviations (1.4826 × the median absolute deviation) of the
-frame's residuals (its sensor noise; the median ignores the few frame pixels an object may
-touch). A pixel is the object's where any channel is farther from the plane than the tolerance.
+kept pixels' residuals (sensor noise), at least half a grey level. A pixel is the object's where
+any channel is farther from the plane than the tolerance.
 
-A black backdrop (MNIST, Fashion-MNIST and digits: an exactly-zero frame) fits the zero plane
-with tolerance 0, so the support is exactly `x > 0`, as it always was for them.
+A black backdrop (MNIST, Fashion-MNIST, digits: a frame at least half exactly 0, in augmented
+batches too) is the zero plane with tolerance 0, so the support is exactly `x > 0`, as it always
+was for them.
 """
 import functools
 
@@ -36,8 +38,29 @@ def object_support(x: torch.Tensor) -> torch.Tensor:
     frame, pinv, grid = _frame_fit(h, w, str(x.device))
     flat = x.reshape(n, ch, h * w).to(torch.float64)
     border = flat[:, :, frame]                                    # N×C×B
-    plane = (border @ pinv.T) @ grid.T                            # N×C×HW
+    design = grid[frame]                                          # B×3
+    plane = (border @ pinv.T) @ grid.T                            # first fit: every frame pixel
     residual = border - plane[:, :, frame]
-    mad = (residual - residual.median(-1, keepdim=True).values).abs().median(-1, keepdim=True).values
-    tolerance = TOLERANCE_SIGMAS * 1.4826 * mad                   # N×C×1
+    keep = residual.abs() <= _tolerance(residual, border)         # N×C×B: the backdrop's own pixels
+    weighted = design[None, None] * keep[..., None]               # N×C×B×3
+    normal = weighted.transpose(-1, -2) @ design                  # N×C×3×3
+    coef = torch.linalg.solve(normal + 1e-12 * torch.eye(3, dtype=normal.dtype, device=normal.device),
+                              (weighted.transpose(-1, -2) @ (border * keep)[..., None]))   # zero when the kept are 0
+    plane = (coef.squeeze(-1) @ grid.T)                           # N×C×HW
+    residual = torch.where(keep, border - plane[:, :, frame], torch.nan)
+    tolerance = _tolerance(residual, torch.where(keep, border, torch.nan))
+    # A frame mostly exactly 0 is a black backdrop that an object (or an augmentation's shift)
+    # reaches into: the backdrop is 0 and so is the tolerance, as on an all-zero frame.
+    black = border.median(-1, keepdim=True).values == 0
+    plane, tolerance = torch.where(black, 0.0, plane), torch.where(black, 0.0, tolerance)
     return ((flat - plane).abs() > tolerance).any(1, keepdim=True).reshape(n, 1, h, w)
+
+
+def _tolerance(residual, border):
+    """N×C×1: TOLERANCE_SIGMAS robust deviations of the residuals (NaN: left out), at least half
+    a grey level, except on an exactly-zero frame (a black backdrop), where it is 0."""
+    centred = residual - residual.nanmedian(-1, keepdim=True).values
+    mad = centred.abs().nanmedian(-1, keepdim=True).values
+    tolerance = TOLERANCE_SIGMAS * 1.4826 * mad
+    black = torch.nan_to_num(border.abs(), nan=0.0).amax(-1, keepdim=True) == 0
+    return torch.where(black, tolerance, tolerance.clamp_min(0.5 / 255))

@@ -220,7 +220,7 @@ def write_report(table: pa.Table, out_dir, header_note=""):
                       "the final epoch on the validation split, clean and over the validation background "
                       "families: the numbers model selection may compare (the test columns above may not)\n")
         slug = _slug(f"{experiment}_{dataset}")
-        bars = {lab: {c: sum(r[f"test/{c}"] for r in rs) / len(rs) for c in ("clean", *TEST_FAMILIES)
+        bars = {lab: {c: sum(r[f"test/{c}"] for r in rs) / len(rs) for c in ("clean", *TEST_FAMILIES, "photos")
                       if all(r.get(f"test/{c}") is not None for r in rs)} for lab, rs in groups.items()}
         figures.bar_chart(bars, out / f"{slug}_backgrounds.png", title=f"Accuracy per background ({dataset})")
         curves = {lab: c for lab, c in ((lab, mean_curve(rs)) for lab, rs in groups.items()) if c}
@@ -234,8 +234,10 @@ def write_report(table: pa.Table, out_dir, header_note=""):
 def ablation_deltas(client, experiment_names=None):
     """{"<ablation> (<dataset>)": [(column, Δ, low, high)]} from each ablation's newest finished
     parent run (the paired deltas `platform.ablate` logs on it), for the report's forest plot."""
-    ids = [e.experiment_id for e in _experiments(client, experiment_names)]
+    ids = [e.experiment_id for e in client.search_experiments() if not experiment_names or e.name in experiment_names]
     out = {}
+    if not ids:
+        return out
     for run in reversed(find_runs(client, ids)):                    # newest first
         tags, m = run.data.tags, run.data.metrics
         if "ablation_key" not in tags:

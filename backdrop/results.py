@@ -101,6 +101,14 @@ def latex_table(header, rows, caption=""):
 
 
 TABLE1_COLUMNS = ("clean", *TEST_FAMILIES, "mean", "worst")
+
+
+def test_columns(groups):
+    """Table 1's columns, with `photos` before the summaries when a run has it (a colour data
+    set's suite: its mean and worst include it)."""
+    if any(r.get("test/photos") is not None for rs in groups.values() for r in rs):
+        return ("clean", *TEST_FAMILIES, "photos", "mean", "worst")
+    return TABLE1_COLUMNS
 VAL_COLUMNS = ("clean", *VAL_FAMILIES, *(f"{f}_fixed" for f in FIXED_DRAWING_FAMILIES), "mean", "worst")
 
 
@@ -124,7 +132,8 @@ def per_seed_rows(groups, with_paper=False):
     """One row per (label, seed): the seed's own test columns, its final validation worst, and
     the columns where it is below the poster. A promise made per seed is checked per seed: a
     mean over seeds hides the one that failed. Also returns one summary line per label."""
-    header = ["method", "seed", *TABLE1_COLUMNS, "val worst", "below the poster"]
+    columns = test_columns(groups)
+    header = ["method", "seed", *columns, "val worst", "below the poster"]
     rows, summary = [], []
     for label, runs in groups.items():
         failing = 0
@@ -132,7 +141,7 @@ def per_seed_rows(groups, with_paper=False):
             below = below_poster(r, label) if with_paper else []
             failing += bool(below)
             rows.append([label, "-" if r.get("seed") is None else str(r["seed"]),
-                         *(pct(r.get(f"test/{c}")) for c in TABLE1_COLUMNS), pct(r.get("val/worst")),
+                         *(pct(r.get(f"test/{c}")) for c in columns), pct(r.get("val/worst")),
                          ", ".join(below) or ("none" if with_paper and label in PAPER_TABLE1 else "-")])
         if with_paper and label in PAPER_TABLE1:
             summary.append(f"{label}: {failing} of {len(runs)} seed(s) below the poster on some column")
@@ -146,7 +155,7 @@ def table1_rows(groups, with_paper=False, split="test"):
     label that the poster reports is followed by the poster's row, so the two read side by side.
     split="val" gives the same layout over the validation split's background families: the
     numbers model selection may look at."""
-    columns = TABLE1_COLUMNS if split == "test" else VAL_COLUMNS
+    columns = test_columns(groups) if split == "test" else VAL_COLUMNS
     header = ["method", "n", *columns]
     rows = []
     for label, runs in groups.items():
@@ -155,5 +164,5 @@ def table1_rows(groups, with_paper=False, split="test"):
                        for c in columns)])
         if with_paper and label in PAPER_TABLE1:
             paper = paper_row(label)
-            rows.append([f"{label} (poster)", "-", *(f"{paper[c]:.1f}" for c in TABLE1_COLUMNS)])
+            rows.append([f"{label} (poster)", "-", *(f"{paper[c]:.1f}" if c in paper else "-" for c in columns)])
     return header, rows

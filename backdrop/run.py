@@ -34,15 +34,19 @@ def final_scores(algorithm, splits, device="cpu", with_noise=True):
     return test, curve
 
 
+MAX_CLASSES_DRAWN = 100       # a bar per class; beyond this the chart is unreadable (and too wide to draw)
+
+
 def write_final_artifacts(algorithm, splits, test, curve, run_label, d):
     """The run's figures, written to the folder `d`, and its model file, `d/model.pt` (Ray tasks
     that train without an MLflow run write the same files and the driver logs them)."""
     d = Path(d)
     bars = {k: v for k, v in test.items() if k not in ("mean", "worst", "bg_gap")}
     figures.bar_chart({run_label: bars}, d / "test_backgrounds.png")
-    per_class = per_class_accuracy(algorithm.predict, splits.test, splits.class_names,
-                                   device=next(algorithm.parameters()).device)
-    figures.bar_chart({run_label: per_class}, d / "test_per_class.png", title="Clean test accuracy per class")
+    if len(splits.class_names) <= MAX_CLASSES_DRAWN:
+        per_class = per_class_accuracy(algorithm.predict, splits.test, splits.class_names,
+                                       device=next(algorithm.parameters()).device)
+        figures.bar_chart({run_label: per_class}, d / "test_per_class.png", title="Clean test accuracy per class")
     if curve:
         figures.noise_plot({run_label: curve}, d / "noise_curve.png")
     figures.run_figures(algorithm, splits.test.x[:32].to(next(algorithm.parameters()).device), d)

@@ -147,9 +147,10 @@ def parse(data: dict, where: str) -> SearchSpace:
             raise UserError(f"{where}: '{key}' is given twice (fixed and at the top level)")
         fixed[key] = value
     fixed = {k: check_allowed(k, check_value(k, v, where), where) for k, v in fixed.items()}
-    if "dataset" in params:
-        raise UserError(f"{where}: a sweep compares configs on one data set (read once, shared by every "
-                        "trial); fix 'dataset' and run one sweep per data set")
+    for key in ("dataset", "image_size"):
+        if key in params:
+            raise UserError(f"{where}: a sweep compares configs on one data set (read once, shared by every "
+                            f"trial); fix '{key}' and run one sweep per data set")
     if "val_every" in params or fixed.get("val_every", 1) != 1:
         raise UserError(f"{where}: a sweep scores validation every epoch (its scheduler compares trials "
                         "there); remove 'val_every'")

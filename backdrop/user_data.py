@@ -120,6 +120,8 @@ def _read_folder(root: pathlib.Path) -> dict:
             xs += [_read_image(f) for f in files]
             ys += [label] * len(files)
             where += files
+        if not xs:
+            raise UserError(f"{folder} holds no images in its class folders; fill it or remove it")
         out[split] = (xs, ys)
     _same_channels([img for x, _ in out.values() for img in x], where)
     out["class_names"] = names
@@ -136,14 +138,27 @@ def _class_names(folder: pathlib.Path, need_two=True) -> list[str]:
 
 def _read_image(path: pathlib.Path) -> np.ndarray:
     """H×W×C uint8 (C = 1 for grayscale, 3 for colour; alpha and palettes become RGB)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with Image.open(path) as im:
-            im.load()
-            gray = im.mode in ("1", "L", "I", "I;16", "F") or (im.mode == "LA")
-            im = im.convert("L" if gray else "RGB")
-            a = np.array(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            im = ImageOps.exif_transpose(im)          # a camera's rotation, as a viewer shows it
+            if im.mode.startswith("I;16"):
+                a = np.array(im, dtype=np.float64) / 257     # 16-bit grayscale, scaled to 8 bits
+                a = a.round().clip(0, 255).astype(np.uint8)
+            elif im.mode in ("I", "F"):
+                raise UserError(f"{path} holds 32-bit {'integer' if im.mode == 'I' else 'float'} pixels; "
+                                "save it as an 8- or 16-bit PNG or a JPEG")
+            else:
+                if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                    # Transparent parts show the image's own edge colour rather than what hides under them.
+                    im = im.convert("RGBA")
+                    bg = Image.new("RGBA", im.size, tuple(np.array(im)[0, 0, :3]) + (255,))
+                    im = Image.alpha_composite(bg, im)
+                gray = im.mode in ("1", "L", "LA")
+                a = np.array(im.convert("L" if gray else "RGB"), dtype=np.uint8)
+    except UserError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         what = "is not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else \
             f"cannot be read ({' '.join(str(e).split()) or type(e).__name__})"
         raise UserError(f"{path} {what}; remove it or replace it with a PNG or JPEG") from None
@@ -166,8 +181,14 @@ def _read_npz(path: pathlib.Path) -> dict:
     if path.is_dir():
         raise UserError(f"npz:{path} is a folder; give an .npz file (or use folder:PATH for a folder of images)")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise UserError(f"{path} is one array (.npy), not an .npz of arrays x and y; write it with "
+                            "numpy.savez(path, x=images, y=labels)")
+        with z:
             arrays = {k: z[k] for k in z.files}
+    except UserError:
+        raise
     except (OSError, ValueError, EOFError) as e:
         raise UserError(f"{path} is not a readable .npz file ({' '.join(str(e).split()) or type(e).__name__}); "
                         "write it with numpy.savez") from None
@@ -186,7 +207,7 @@ def _read_npz(path: pathlib.Path) -> dict:
     _same_channels([x[0] for x, _ in out.values()], [f"{path} {k}" for k in out])
     n = int(max(int(y.max()) for _, y in out.values())) + 1
     if names is not None:
-        names = [str(v) for v in np.asarray(names).ravel()]
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(names).ravel().tolist()]
         if n > len(names):
             raise UserError(f"{path}: a label is {n - 1}, but class_names names {len(names)} classes (0..{len(names) - 1})")
         n = len(names)

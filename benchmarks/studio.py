@@ -59,6 +59,9 @@ def build_studio(root, data_dir, train_images, test_images):
     done = root / ".complete"
     if done.exists() and done.read_text() == f"{train_images} {test_images}":
         return root
+    if root.exists():
+        import shutil
+        shutil.rmtree(root)                     # another size: no file of the old build may stay
     fm = read_source("fashion-mnist", data_dir)
     rng = np.random.RandomState(0)
     for split, x, y, n in (("train", fm.pool_x, fm.pool_y, train_images), ("test", fm.test_x, fm.test_y, test_images)):

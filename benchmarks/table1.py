@@ -58,8 +58,8 @@ def main():
     experiment = f"table1-{a.dataset}"
     if a.gpus_per_run and not a.parallel:
         raise UserError("--gpus-per-run shares GPUs among Ray tasks; add --parallel")
-    if a.gpus_per_run < 0:
-        raise UserError(f"--gpus-per-run must not be negative, got {a.gpus_per_run:g}")
+    if a.gpus_per_run < 0 or (a.gpus_per_run > 1 and a.gpus_per_run != int(a.gpus_per_run)):
+        raise UserError(f"--gpus-per-run must be a share of one GPU (0 to 1) or a whole number, got {a.gpus_per_run:g}")
     if a.address and not a.parallel:
         raise UserError("--address needs --parallel (the sequential runs train in this process)")
     configs = {}

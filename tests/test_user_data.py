@@ -57,9 +57,23 @@ def test_a_folder_of_class_folders_is_a_data_set_of_its_classes_channels_and_siz
     # The test set is fixed whatever the seed; val moves with it.
     other = load_dataset(f"folder:{root}", seed=4)
     assert torch.equal(other.test.x, splits.test.x) and not torch.equal(other.val.x, splits.val.x)
-    # A non-square image is padded with its edges (the backdrop), not stretched: the 40×36 image's
-    # left and right columns hold the backdrop grey, as its own did.
-    assert abs(float(splits.train.x[0, :, :, 0].mean()) - 90 / 255) < 0.05
+
+
+
+def test_a_non_square_image_is_padded_with_its_edges_not_stretched(tmp_path):
+    """A 20×20 square on a 64-wide, 40-tall backdrop stays square (padded top and bottom with the
+    edge rows, then resized to 32): stretched, it would come out 10 px wide and 16 tall."""
+    a = np.full((40, 64, 3), 90, np.uint8)
+    a[10:30, 22:42] = 230
+    for label in range(2):
+        d = tmp_path / "p" / CLASSES[label]
+        d.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(a).save(d / f"{i}.png")
+    x = load_dataset(f"folder:{tmp_path / 'p'}", image_size=32).train.x[0, 0]
+    rows, cols = (x > 200 / 255).nonzero(as_tuple=True)
+    assert rows.max() - rows.min() == cols.max() - cols.min() == 9           # 20 px of 64, at 32: 10
+    assert abs(float(x[0].mean()) - 90 / 255) < 0.01                          # the top edge continued
 
 
 def test_train_val_test_folders_are_the_splits_and_a_larger_size_can_be_asked(tmp_path):
@@ -104,6 +118,15 @@ def bad_cases(tmp_path):
     np.savez(tmp_path / "labels.npz", x=np.zeros((4, 32, 32), np.uint8), y=np.array([0, 1, 2, 5]),
              class_names=np.array(["a", "b", "c"]))
     cases["labels"] = (f"npz:{tmp_path / 'labels.npz'}", "a label is 5")
+    np.save(tmp_path / "one.npy", np.zeros((4, 32, 32), np.uint8))
+    cases["npy"] = (f"npz:{tmp_path / 'one.npy'}", "not an .npz")
+    write_folder(tmp_path / "split", good, "train")
+    write_folder(tmp_path / "split", good, "test")
+    (tmp_path / "split" / "val" / "cup").mkdir(parents=True)
+    cases["emptyval"] = (f"folder:{tmp_path / 'split'}", "val holds no images")
+    write_folder(tmp_path / "deep", good)
+    Image.fromarray(np.full((36, 36), 1000, np.int32)).save(tmp_path / "deep" / "cup" / "i32.tif")
+    cases["deep"] = (f"folder:{tmp_path / 'deep'}", "32-bit integer pixels")
     cases["nowhere"] = (f"folder:{tmp_path / 'nowhere'}", "does not exist")
     return cases
 
@@ -189,6 +212,15 @@ def test_the_object_is_keyed_against_any_backdrop_and_black_backdrops_are_unchan
     assert iou > 0.95, float(iou)
     assert bool((x > 0).all())                            # the old rule would call all of it the object
     assert torch.equal(heuristic_mask(x), support.float())
+    # A flat, noise-free backdrop (a render, a plain PNG): the object alone, not the whole frame.
+    for grey in (200 / 255, 0.7, 1.0):
+        flat = torch.full((2, 3, 64, 64), grey)
+        flat[:, :, 20:40, 20:40] = 0.2
+        assert int(object_support(flat).sum()) == 2 * 400, grey
+    # Augmented batches (shifted, rotated, brightened) of a black backdrop: still exactly x > 0.
+    from backdrop.augment import Augment
+    moved, = Augment()(digits, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(object_support(moved), (moved > 0).any(1, keepdim=True))
 
 
 def test_colour_images_meet_the_families_in_colour_and_grayscale_suites_are_unchanged():

@@ -42,12 +42,13 @@ def main(argv=None, prog="python -m platform.report"):
     filters = {"experiment": ",".join(args.experiment or []) or "*", **{f"tag.{k}": v for k, v in tags.items()}}
     md, tex = write_report(table, args.out, header_note=f"{table.num_rows} runs from {uri}; filters {filters}")
     from backdrop.report import ablation_deltas
+    from pathlib import Path
+    forest = Path(args.out) / "ablations_forest.png"
+    forest.unlink(missing_ok=True)              # a previous report's plot never passes for this one's
     deltas = ablation_deltas(client, args.experiment)
     if deltas:
-        from pathlib import Path
-
         from backdrop.figures import forest_plot
-        forest_plot(deltas, Path(args.out) / "ablations_forest.png")
+        forest_plot(deltas, forest)
         md += (f"\n## Ablations\n\n![forest plot](ablations_forest.png)\n\nΔ ablation − reference per test column, "
                f"paired by seed, with 95 % intervals: {len(deltas)} ablation(s), each its newest finished comparison\n")
         (Path(args.out) / "report.md").write_text(md)
