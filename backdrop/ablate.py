@@ -13,7 +13,7 @@ instead of retrained, so re-running resumes, and the reference's runs are shared
 ablation with the same dataset, seeds and budget. Uncommitted edits do not change the commit:
 pass `rerun=True` (--rerun) to retrain after changing code without committing.
 
-Only this driver writes to MLflow (see remote.py for why); tasks return records.
+Only this driver writes to MLflow (records.py says why); tasks return records.
 """
 import json
 import socket
@@ -27,11 +27,12 @@ import ray
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from . import remote, specs as S, tracking
+from . import records, specs as S, tracking
 from .distributed import cpus_free
 from .backgrounds import TEST_FAMILIES
 from .data import source_of
 from .errors import UserError
+from .job import train_task
 from .stats import PairedDelta, mean_sd, paired_delta
 
 DEFAULT_EXPERIMENT = "backdrop-ablations"
@@ -150,7 +151,7 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, wi
             raise UserError(f"--gpus-per-run {gpus_per_run:g}: Ray sees no GPU; drop the flag or join a cluster with GPUs")
         share = f", {gpus_per_run:g} GPU" if gpus_per_run else ""
         say(f"training {len(jobs)} run(s) as Ray tasks on {cpus} CPU(s), 1 CPU{share} each")
-        task = remote.train_task.options(num_gpus=gpus_per_run) if gpus_per_run else remote.train_task
+        task = train_task.options(num_gpus=gpus_per_run) if gpus_per_run else train_task
         device = "cuda" if gpus_per_run else "cpu"
         # Each data set is read once, here, and reaches every task through Ray's object store.
         sources = {}
@@ -176,9 +177,9 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, wi
                 failures.append((name, e))
                 say(f"  [{len(done) + len(failures)}/{len(jobs)}] {name} FAILED: {_last_line(_cause(e))}")
                 continue
-            run_id = remote.log_record(client, exp_id, record, run_name=f"{job.spec} s{job.seed}",
-                                       parent_run_id=parent_id,
-                                       tags={**tags, "spec": job.spec, "seed": job.seed, "config_key": job.key})
+            run_id = records.write_record(client, exp_id, record, run_name=f"{job.spec} s{job.seed}",
+                                          parent_run_id=parent_id,
+                                          tags={**tags, "spec": job.spec, "seed": job.seed, "config_key": job.key})
             done[job.key] = run_id
             t = record["test"]
             say(f"  [{len(done) + len(failures)}/{len(jobs)}] {name}: {(record['end'] - record['start']) / 1000:.0f} s, "

@@ -4,7 +4,7 @@ CPU, nccl on GPU). A worker group restarted after a failure (`FailureConfig(max_
 Train run started again under the same name and storage path, resumes from the latest checkpoint
 and the epoch count continues.
 
-`run_distributed` is `python -m platform.train --workers N`; sweep.py runs `make_trainer` inside
+job.py runs `make_trainer` for `python -m platform.train --workers N`; sweep.py runs it inside
 each Tune trial that has several workers.
 """
 import os
@@ -12,13 +12,11 @@ import socket
 import time
 
 import ray
-import torch
 from ray.train import UserCallback
 
-from . import tracking
+from . import records, tracking
 from .algorithms import place
 from .checkpoints import load_state, storage_uri
-from .data import data_dir_for_workers, source_of, splits_of
 from .errors import UserError
 from .train import build_algorithm
 from .worker import ERROR_TAG, user_error_of, worker_loop
@@ -166,57 +164,7 @@ class MLflowEpochs(UserCallback):
         if error:                           # bad input: no epoch; the driver reads the tag
             MlflowClient(self.uri).set_tag(self.run_id, ERROR_TAG, error[:5000])
             return
-        tracking.log_metrics(MlflowClient(self.uri), self.run_id, tracking.epoch_metrics(m, m["step"], tracking.now_ms()))
-
-
-def run_distributed(cfg, *, workers, data_dir=None, tracking_uri=None, experiment=tracking.DEFAULT_EXPERIMENT,
-                    run_name=None, device="auto", address=None, storage_path=None, max_failures=2,
-                    save_to=None, progress=True):
-    """`python -m platform.train --workers N`: one data-parallel run, recorded in MLflow like
-    run_single's (params, per-epoch metrics, test suite, figures, model); returns the same dict.
-    `save_to` also writes the model there; `progress` says in a line every ~15 s what the run
-    waits for until its first epoch ends."""
-    import mlflow
-
-    from .api import save_model
-    from .run import final_scores, log_final
-
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    data_dir = data_dir_for_workers(data_dir)
-    source = source_of(cfg, data_dir)                                # bad data: fails here, before Ray
-    splits = splits_of(cfg, source=source)
-    connect(address, min_cpus=workers)
-    gpus = gpus_for(device, workers, can_grow=bool(cluster_address(address)))
-    uri = tracking.setup(tracking_uri, experiment)
-    tags = tracking.run_tags(cfg, **{"backdrop.workers": workers, "backdrop.launcher": "ray-train"})
-    with mlflow.start_run(run_name=run_name, tags=tags) as run:
-        mlflow.log_params(tracking.config_params(cfg))
-        mlflow.log_params({"n_train": len(splits.train.y), "n_val": len(splits.val.y),
-                           "n_test": len(splits.test.y), "workers": workers, "gpus_per_worker": gpus})
-        mlflow.MlflowClient(uri).log_inputs(run.info.run_id, datasets=tracking.dataset_inputs(cfg, splits, data_dir))
-        # The workers carve their splits from the driver's copy (Ray's object store): none reads
-        # the files, so a worker node needs no copy of the data folder.
-        trainer = make_trainer(cfg, workers=workers, name=f"train-{run.info.run_id}", storage_path=storage_path,
-                               gpus_per_worker=gpus, data_dir=data_dir, source=[ray.put(source)],
-                               callbacks=[MLflowEpochs(uri, run.info.run_id)], max_failures=max_failures)
-        with WaitNotice(f"Ray Train run train-{run.info.run_id} ({workers} workers)", uri, run.info.run_id,
-                        enabled=progress):
-            result = trainer.fit()
-        mlflow.set_tag("ray.train.path", result.path)
-        error = mlflow.MlflowClient(uri).get_run(run.info.run_id).data.tags.get(ERROR_TAG)
-        if error:
-            raise UserError(f"training ({error})")      # the run ends FAILED, its epochs kept
-        # The driver scores the final checkpoint, as a sweep scores its selected trials: one place
-        # computes and names the test suite and the noise curve.
-        here = "cuda" if gpus and torch.cuda.is_available() else "cpu"
-        algorithm = load_trained(result.checkpoint, cfg, splits, here)
-        test, curve = final_scores(algorithm, splits, here)
-        log_final(algorithm, splits, test, curve, cfg["method"])
-        if save_to:
-            save_model(algorithm, save_to)
-    val = {k[4:]: v for k, v in result.metrics.items() if k.startswith("val/")}
-    return {"run_id": run.info.run_id, "test": test, "noise": curve, "val": val}
+        records.log_epoch(MlflowClient(self.uri), self.run_id, {"step": m["step"], "time": tracking.now_ms(), "metrics": m})
 
 
 class WaitNotice:

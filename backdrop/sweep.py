@@ -437,17 +437,15 @@ def score_trial(row, run_id, opts, recorder, device, register=""):
     """Score a selected trial on the test suite and log its figures and MLflow Model; with
     `register`, the model becomes a new version of that registered model, aliased `champion`.
     Returns (test scores, "NAME/VERSION" or None)."""
-    import mlflow
-
-    from .run import final_scores, log_final
+    from . import records
+    from .job import score
     cfg = row["config"]
     splits = splits_of(cfg, opts.data_dir)
     algorithm = load_trained(checkpoint_at(row["checkpoint"], opts.storage_path), cfg, splits, device)
-    test, curve = final_scores(algorithm, splits, device)
-    with tracking.resumed_run(opts.tracking_uri, run_id):
-        info = log_final(algorithm, splits, test, curve, f"trial {row['trial_id']}", registered_name=register or None)
-        mlflow.set_tag("backdrop.best", "pareto" if opts.multi_objective else "best")
-    recorder.client.set_terminated(run_id, "FINISHED")
+    scored = score(algorithm, splits, device, label=f"trial {row['trial_id']}")
+    test = scored["test"]
+    recorder.client.set_tag(run_id, "backdrop.best", "pareto" if opts.multi_objective else "best")
+    info = records.finish_run(recorder.client, run_id, scored, registered_name=register or None)
     if not register:
         return test, None
     version = str(info.registered_model_version)

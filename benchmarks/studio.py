@@ -27,7 +27,7 @@ from backdrop import tracking
 from backdrop.data import read_source
 from backdrop.errors import UserError, one_line_errors
 from backdrop.hparams import load_config, make_config
-from backdrop.run import run_single
+from backdrop.job import run_job
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "studio"
 SIDE = 64
@@ -99,8 +99,8 @@ def main():
                      **({k: a.epochs for k in ("epochs_f", "epochs_mask", "epochs_adv")} if a.epochs else {})}
             cfg = make_config({**cfg, **quick, "dataset": f"folder:{root}", "image_size": SIDE, "seed": seed})
             t = time.perf_counter()
-            out = run_single(cfg, tracking_uri=a.tracking_uri, experiment="studio", run_name=f"{method}-seed{seed}",
-                             progress=False, tags={"benchmark": "studio"}, with_noise=False)
+            out = run_job(cfg, tracking_uri=a.tracking_uri, experiment="studio", run_name=f"{method}-seed{seed}",
+                          progress=False, tags={"benchmark": "studio"}, with_noise=False)
             test, wall = out["test"], time.perf_counter() - t
             world = [test[k] for k in test if k not in ("clean", "mean", "worst", "bg_gap")]
             rows.append((method, seed, test["clean"], test["mean"], test["worst"], wall))

@@ -26,7 +26,7 @@ from backdrop import tracking
 from backdrop.errors import UserError, one_line_errors
 from backdrop.hparams import load_config, make_config
 from backdrop.report import collect, open_store, write_report
-from backdrop.run import run_single
+from backdrop.job import run_job
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "table1"
 
@@ -85,9 +85,9 @@ def run_in_process(configs, a, experiment):
     walls = {}
     for (method, seed), cfg in configs.items():
         t0 = time.perf_counter()
-        result = run_single(cfg, data_dir=a.data_dir, tracking_uri=a.tracking_uri, experiment=experiment,
-                            run_name=f"{method}-seed{seed}", progress=False,
-                            tags={"benchmark": "table1"}, with_noise=a.noise_curve)
+        result = run_job(cfg, data_dir=a.data_dir, tracking_uri=a.tracking_uri, experiment=experiment,
+                         run_name=f"{method}-seed{seed}", progress=False,
+                         tags={"benchmark": "table1"}, with_noise=a.noise_curve)
         walls[(method, seed)] = time.perf_counter() - t0
         print(f"{method} seed {seed}: {walls[(method, seed)] / 60:.1f} min, "
               f"test clean {100 * result['test']['clean']:.1f}, mean {100 * result['test']['mean']:.1f}, "

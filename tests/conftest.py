@@ -20,6 +20,15 @@ def tiny_config(**overrides):
     return make_config(base)
 
 
+def trained_record(cfg, data_dir=None):
+    """A job's whole record, trained in this process (what a Ray task returns), for tests that
+    fill a store the way the ablation driver does."""
+    from backdrop.data import splits_of
+    from backdrop.job import head, train_record
+    splits = splits_of(cfg, data_dir)
+    return train_record(cfg, splits, head(cfg, splits, data_dir))
+
+
 def run_cli(*args, cwd=REPO, env=None, timeout=600):
     """Run `python -m <args>` from the repo root the way a user does; returns CompletedProcess."""
     full_env = {**os.environ, **(env or {})}

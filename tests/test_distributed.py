@@ -1,6 +1,6 @@
 """Ray Train (backdrop.distributed) on a real local Ray instance: DDP keeps every worker's weights
 identical, a worker crash resumes from the last checkpoint with the epoch count continuing, and
-`run_distributed` records a complete MLflow run. One Ray instance serves the whole module."""
+`run_job` on Ray Train records a complete MLflow run. One Ray instance serves the whole module."""
 import json
 import sys
 import time
@@ -13,6 +13,7 @@ import torch
 from ray.train import UserCallback
 
 from backdrop import checkpoints, distributed, ray_internals, worker
+from backdrop.job import Placement, run_job
 from conftest import SHARED_DATA, logged_model, tiny_config
 
 # The recorder below runs in Ray's Train controller, which cannot import this test module.
@@ -144,10 +145,10 @@ def test_sweep_frees_the_groups_of_dead_controllers_only():
     ray.kill(alive)
 
 
-def test_run_distributed_records_mlflow(tmp_path, tracking_uri):
+def test_a_ray_train_job_records_mlflow(tmp_path, tracking_uri):
     cfg = tiny_config(limit=64, batch_size=16)
-    out = distributed.run_distributed(cfg, workers=2, tracking_uri=tracking_uri, experiment="dist", device="cpu",
-                                      run_name="ddp-run", storage_path=str(tmp_path / "ray"))
+    out = run_job(cfg, Placement("train", workers=2, storage_path=str(tmp_path / "ray")), tracking_uri=tracking_uri,
+                  experiment="dist", device="cpu", run_name="ddp-run")
     assert set(out) == {"run_id", "test", "noise", "val"} and 0 <= out["test"]["worst"] <= 1
     client = mlflow.MlflowClient(tracking_uri)
     run = client.get_run(out["run_id"])
@@ -197,11 +198,11 @@ def test_ddp_workers_sharing_one_gpu_keep_identical_weights(tmp_path):
 
 
 @needs_gpu
-def test_run_distributed_on_cuda_shares_the_gpu(tmp_path, tracking_uri):
+def test_a_ray_train_job_on_cuda_shares_the_gpu(tmp_path, tracking_uri):
     have = ray.cluster_resources().get("GPU", 0)
-    out = distributed.run_distributed(tiny_config(limit=64, batch_size=16, augment=True), workers=2,
-                                      tracking_uri=tracking_uri, experiment="dist-gpu", device="cuda",
-                                      storage_path=str(tmp_path / "ray"))
+    out = run_job(tiny_config(limit=64, batch_size=16, augment=True),
+                  Placement("train", workers=2, storage_path=str(tmp_path / "ray")),
+                  tracking_uri=tracking_uri, experiment="dist-gpu", device="cuda")
     assert 0 <= out["test"]["worst"] <= 1
     run = mlflow.MlflowClient(tracking_uri).get_run(out["run_id"])
     assert run.info.status == "FINISHED"
@@ -248,9 +249,8 @@ def test_bad_input_in_a_worker_is_not_retried(tmp_path, tracking_uri):
     assert time.time() - t0 < 300
     # `platform.train --workers 2` sends its workers the data the driver read (Ray's object store):
     # the damaged file, read by no worker, does not stop the run
-    out = distributed.run_distributed(cfg, workers=2, data_dir=str(tmp_path / "mnist"), tracking_uri=tracking_uri,
-                                      experiment="copy", device="cpu", storage_path=str(tmp_path / "ray2"),
-                                      progress=False)
+    out = run_job(cfg, Placement("train", workers=2, storage_path=str(tmp_path / "ray2")), data_dir=str(tmp_path / "mnist"),
+                  tracking_uri=tracking_uri, experiment="copy", device="cpu", progress=False)
     client = mlflow.MlflowClient(tracking_uri)
     assert client.get_run(out["run_id"]).info.status == "FINISHED" and "backdrop.error" not in client.get_run(
         out["run_id"]).data.tags
@@ -284,8 +284,8 @@ def test_own_images_travel_to_the_workers_after_the_folder_is_gone(tmp_path, tra
     cfg = tiny_config(dataset=f"folder:{folder}", batch_size=8, limit=0)
     source_of(cfg)
     shutil.rmtree(folder)
-    out = distributed.run_distributed(cfg, workers=2, tracking_uri=tracking_uri, experiment="own", device="cpu",
-                                      storage_path=str(tmp_path / "ray"), progress=False)
+    out = run_job(cfg, Placement("train", workers=2, storage_path=str(tmp_path / "ray")), tracking_uri=tracking_uri,
+                  experiment="own", device="cpu", progress=False)
     run = mlflow.MlflowClient(tracking_uri).get_run(out["run_id"])
     assert run.info.status == "FINISHED" and run.data.params["dataset"] == f"folder:{folder}"
     assert set(out["test"]) >= {"clean", "worst"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from backdrop.augment import Augment
-from backdrop.run import run_single
+from backdrop.job import run_job
 from conftest import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI has none)")
@@ -26,8 +26,8 @@ def test_each_method_trains_and_scores_on_the_gpu(method, tracking_uri):
     # the CPU), symmetric backgrounds (their draws too)
     cfg = tiny_config(method=method, limit=256, augment=True, f_average=0.9, black_fraction=0.25,
                       real_fraction=0.25, symmetric_backgrounds=True)
-    out = run_single(cfg, tracking_uri=tracking_uri, experiment="gpu", device="cuda", progress=False,
-                     with_noise=False)
+    out = run_job(cfg, tracking_uri=tracking_uri, experiment="gpu", device="cuda", progress=False,
+                  with_noise=False)
     assert set(out["test"]) >= {"clean", "worst"} and 0 <= out["test"]["worst"] <= 1
     assert out["val"]
 

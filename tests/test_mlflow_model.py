@@ -16,8 +16,8 @@ import torch
 
 from backdrop import api
 from backdrop.errors import UserError
-from backdrop.run import run_single
-from conftest import assert_one_line_error, logged_model, run_cli, tiny_config
+from backdrop.job import run_job
+from conftest import assert_one_line_error, logged_model, run_cli, tiny_config, trained_record
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     """One finished run: (tracking uri, run id, a few test images)."""
     d = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{d / 'mlflow.db'}"
-    out = run_single(tiny_config(), tracking_uri=uri, progress=False, with_noise=False)
+    out = run_job(tiny_config(), tracking_uri=uri, progress=False, with_noise=False)
     mlflow.set_tracking_uri(uri)
     from backdrop.data import load_dataset
     x = load_dataset("digits").test.x[:5].numpy()
@@ -58,15 +58,15 @@ def test_pyfunc_loads_the_run_model_with_its_signature(trained):
 def test_a_ray_task_record_logs_its_model_whatever_experiment_is_active(tmp_path):
     """The driver turns a record into a run with the client API, then logs the model through
     MLflow's fluent API: an experiment made active earlier in the process must not refuse it."""
-    from backdrop.remote import log_record, train_record
+    from backdrop.records import write_record
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("elsewhere")
     try:
         client = mlflow.MlflowClient(uri)
-        record = train_record(tiny_config(method="vanilla", limit=60))
-        run_id = log_record(client, client.create_experiment("records"), record, run_name="r")
+        record = trained_record(tiny_config(method="vanilla", limit=60))
+        run_id = write_record(client, client.create_experiment("records"), record, run_name="r")
         assert client.get_run(run_id).info.status == "FINISHED" and logged_model(client, run_id) is not None
         x = torch.from_numpy(record["example"])
         assert api.load_model(f"runs:/{run_id}/model")(x).shape == (len(x), 10)

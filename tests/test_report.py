@@ -2,7 +2,7 @@
 values equal the logged metrics, figures, and a `report` run; filters and one-line errors.
 
 The store is filled the way the ablation driver fills it (a training record per run, logged by
-backdrop.remote.log_record), plus a parent run without test metrics that must be left out."""
+backdrop.records.write_record), plus a parent run without test metrics that must be left out."""
 import math
 import re
 
@@ -11,10 +11,10 @@ import pytest
 from mlflow import MlflowClient
 
 from backdrop.backgrounds import NOISE_RATES
-from backdrop.remote import log_record, train_record
+from backdrop.records import write_record
 from backdrop.report import REPORT_EXPERIMENT, sections
 from backdrop.results import PAPER_TABLE1, TABLE1_COLUMNS, VAL_COLUMNS, per_seed_rows, table1_rows
-from conftest import assert_one_line_error, run_cli, tiny_config
+from conftest import assert_one_line_error, run_cli, tiny_config, trained_record
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,9 @@ def store(tmp_path_factory):
     for experiment, method, seed, tags in [("exp-a", "vanilla", 0, {}), ("exp-a", "vanilla", 1, {}),
                                            ("exp-a", "adversarial", 0, {"spec": "adversarial", "seed": "0"}),
                                            ("exp-b", "vanilla", 0, {})]:
-        record = train_record(tiny_config(method=method, seed=seed, limit=60))
-        log_record(client, exp[experiment], record, run_name=f"{method} s{seed}", tags=tags,
-                   parent_run_id=parent if tags else None)
+        record = trained_record(tiny_config(method=method, seed=seed, limit=60))
+        write_record(client, exp[experiment], record, run_name=f"{method} s{seed}", tags=tags,
+                     parent_run_id=parent if tags else None)
     return d, uri
 
 
@@ -131,7 +131,7 @@ def test_several_stores_make_one_table(store, tmp_path):
     uri_b = f"sqlite:///{tmp_path / 'b.db'}"
     client_b = MlflowClient(uri_b)
     exp_b = client_b.create_experiment("exp-a", artifact_location=str(tmp_path / "artifacts"))
-    log_record(client_b, exp_b, train_record(tiny_config(method="vanilla", seed=2, limit=60)), run_name="vanilla s2")
+    write_record(client_b, exp_b, trained_record(tiny_config(method="vanilla", seed=2, limit=60)), run_name="vanilla s2")
     out_dir = tmp_path / "out"
     proc = report(store, "--tracking-uri", uri_b, "--experiment", "exp-a", "--out", str(out_dir), "--no-log")
     assert proc.returncode == 0, proc.stderr[-3000:]

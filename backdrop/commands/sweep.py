@@ -62,7 +62,7 @@ def main(argv=None, prog="python -m platform.sweep"):
                                       **({"image_size": args.image_size} if args.image_size is not None else {})})
 
     from backdrop import sweep
-    from backdrop.run import pick_device
+    from backdrop.job import pick_device
     if args.resume:
         opts = sweep.load_options(args.storage_path, args.name)
         sweep.check_same_records(opts, vars(args))

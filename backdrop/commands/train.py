@@ -1,6 +1,6 @@
 """`backdrop train` and `python -m platform.train` — one training run of a method, logged to MLflow.
 
-Thin command line over backdrop.run.run_single; see `--help`."""
+Thin command line over backdrop.job.run_job; see `--help`."""
 from backdrop.cli import Parser, add_hparam_flags, hparam_overrides
 
 
@@ -30,20 +30,12 @@ def main(argv=None, prog="python -m platform.train"):
     args = build_parser(prog).parse_args(argv)
     overrides = load_yaml(args.config) if args.config else {}
     cfg = make_config({**overrides, **hparam_overrides(args)}, where=args.config or "command line")
-    if args.workers < 1:
-        from backdrop.errors import UserError
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    if args.workers > 1:
-        from backdrop.distributed import run_distributed
-        result = run_distributed(cfg, workers=args.workers, data_dir=args.data_dir,
-                                 tracking_uri=args.tracking_uri, experiment=args.experiment,
-                                 run_name=args.run_name, device=args.device, save_to=args.save,
-                                 storage_path=args.storage_path,
-                                 progress=not args.quiet)
-    else:
-        from backdrop.run import run_single
-        result = run_single(cfg, data_dir=args.data_dir, tracking_uri=args.tracking_uri, experiment=args.experiment,
-                            run_name=args.run_name, device=args.device, progress=not args.quiet, save_to=args.save)
+    from backdrop.job import Placement, run_job
+    placement = Placement("train" if args.workers > 1 else "process", workers=args.workers,
+                          storage_path=args.storage_path)
+    result = run_job(cfg, placement, data_dir=args.data_dir, tracking_uri=args.tracking_uri,
+                     experiment=args.experiment, run_name=args.run_name, device=args.device,
+                     progress=not args.quiet, save_to=args.save)
     from backdrop.results import print_run_summary
     print_run_summary(cfg, result)
 
