@@ -27,7 +27,7 @@ import ray
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from . import records, specs as S, tracking
+from . import experiments, records, specs as S, tracking
 from .distributed import cpus_free
 from .backgrounds import TEST_FAMILIES
 from .data import source_of
@@ -35,7 +35,7 @@ from .errors import UserError
 from .job import train_task
 from .stats import PairedDelta, mean_sd, paired_delta
 
-DEFAULT_EXPERIMENT = "backdrop-ablations"
+DEFAULT_EXPERIMENT = experiments.ABLATIONS
 ROWS = ("clean", *TEST_FAMILIES, "mean", "worst")     # the comparison table's rows (+ photos on colour data)
 # Ray workers get the library from here (ship `backdrop/`, never `platform/`: see platform/__init__).
 RUNTIME_ENV = {"py_modules": [str(Path(__file__).resolve().parent)]}

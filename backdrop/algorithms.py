@@ -95,7 +95,7 @@ class Algorithm(nn.Module):
     def live(self, name):
         return self._wrapped.get(name, getattr(self, name))
 
-    def step(self, *net_names):
+    def step_optimizers(self, *net_names):
         for n in net_names:
             self.optimizers[n].step()
 
@@ -162,7 +162,7 @@ class Vanilla(Algorithm):
     def update_classifier(self, batch):
         loss = F.cross_entropy(self.live("f")(batch["x"]), batch["y"])
         loss.backward()
-        self.step("f")
+        self.step_optimizers("f")
         return {"loss_f": loss.item()}
 
     @torch.no_grad()
@@ -188,7 +188,7 @@ class Attention(Algorithm):
         loss_g = F.cross_entropy(global_logits, batch["y"])
         loss_fused = F.cross_entropy(fused, batch["y"])
         (loss_g + loss_fused).backward()
-        self.step("f")
+        self.step_optimizers("f")
         return {"loss_global": loss_g.item(), "loss_fused": loss_fused.item()}
 
     @torch.no_grad()
@@ -381,7 +381,7 @@ class Adversarial(Algorithm):
     def update_classifier(self, batch):
         loss = F.cross_entropy(self.live("f")(batch["x"]), batch["y"])
         loss.backward()
-        self.step("f")
+        self.step_optimizers("f")
         return {"loss_f": loss.item()}
 
     def update_mask(self, batch):
@@ -391,7 +391,7 @@ class Adversarial(Algorithm):
             ce = F.cross_entropy(self.f(x * m), y)
         penalty = self.mask_penalty(m)
         (ce + penalty).backward()
-        self.step("f_m")
+        self.step_optimizers("f_m")
         return {"loss_mask_ce": ce.item(), "loss_mask_penalty": penalty.item(), "mask_mean": m.mean().item()}
 
     def update_adversarial(self, batch):
@@ -430,7 +430,7 @@ class Adversarial(Algorithm):
                 total = total - self.cfg["diversity"] * div      # only f_b's weights reach it
                 losses["diversity"] = div.item()
             total.backward()
-            self.step(*descend, "f_b")
+            self.step_optimizers(*descend, "f_b")
             self.update_average()
             self.remember(b)
             losses.update(loss_f=ce.item(), loss_b=-ce.item() + white.item())
@@ -440,7 +440,7 @@ class Adversarial(Algorithm):
             ce = F.cross_entropy(self.live("f")(self.composite(x, m, b)), y)
             total = ce + (self.mask_penalty(soft) if with_mask_loss else 0)
             total.backward()
-            self.step(*descend)
+            self.step_optimizers(*descend)
             self.update_average()
             self.remember(b)
             losses["loss_f"] = ce.item()
@@ -462,7 +462,7 @@ class Adversarial(Algorithm):
         loss = -ce + self.white_penalty(b)
         div = self.diversity(x.device) if self.cfg["diversity"] > 0 else None
         (loss - self.cfg["diversity"] * div if div is not None else loss).backward()
-        self.step("f_b")
+        self.step_optimizers("f_b")
         return loss.item(), (div.item() if div is not None else None)
 
     @torch.no_grad()

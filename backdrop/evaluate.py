@@ -38,7 +38,7 @@ def per_class_accuracy(predict, split, class_names, batch_size=EVAL_BATCH, devic
             for k, name in enumerate(class_names) if bool((split.y == k).any())}
 
 
-def summarize(accs):
+def with_summary(accs):
     """Add mean, worst and bg_gap over the background entries (all but 'clean')."""
     bg = [v for k, v in accs.items() if k != "clean"]
     out = dict(accs)
@@ -74,7 +74,7 @@ class SuiteScorer:
         accs = {name: accuracy(predict, x, y, device=self.device) for name, (x, y) in self.suite.items()}
         for name, drawings in self.fixed.items():
             accs[f"{name}_fixed"] = min(self.drawing_accuracies(predict, drawings))
-        return {f"{prefix}{k}": v for k, v in summarize(accs).items()}
+        return {f"{prefix}{k}": v for k, v in with_summary(accs).items()}
 
     def drawing_accuracies(self, predict, drawings):
         """Accuracy over the fixed images with each drawing in turn as every image's background."""

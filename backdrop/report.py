@@ -14,13 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from mlflow import MlflowClient
 
-from . import figures, tracking
+from . import experiments, figures, tracking
 from .backgrounds import TEST_FAMILIES
 from .errors import UserError
 from .hparams import HPARAMS
 from .results import PAPER_TABLE1, TEST_COLUMNS, VAL_COLUMNS, latex_table, markdown_table, per_seed_rows, table1_rows
 
-REPORT_EXPERIMENT = "backdrop-reports"
+REPORT_EXPERIMENT = experiments.REPORTS
 NOISE_KEY = "noise/accuracy"
 PAPER_ORDER = tuple(PAPER_TABLE1)            # vanilla, attention, adversarial first, as in Table 1
 NOISE_TYPE = pa.list_(pa.struct([("rate", pa.float64()), ("accuracy", pa.float64())]))

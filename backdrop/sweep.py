@@ -33,7 +33,7 @@ from ray.tune import Callback
 from ray.tune.search import Repeater
 from ray.tune.stopper import Stopper
 
-from . import tracking
+from . import experiments, tracking
 from .data import data_dir_for_workers, source_of, splits_of
 from .checkpoints import checkpoint_at, storage_uri
 from .distributed import connect, cpus_free, free_placement_group, load_trained, make_trainer
@@ -47,7 +47,7 @@ from .sweep_tracking import MLflowSweepCallback, SweepRecorder
 OBJECTIVE = "val/worst"
 OBJECTIVES = ("val/clean", "val/worst")   # multi-objective mode, both maximised
 SPEC_FILE = "backdrop_sweep.json"
-DEFAULT_EXPERIMENT = "backdrop-sweeps"
+DEFAULT_EXPERIMENT = experiments.SWEEPS
 
 
 @dataclass
@@ -303,7 +303,7 @@ def build_tuner(opts: SweepOptions, resume=False, source=()):
 
 
 def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
-    """Run (or resume) a sweep to the end; returns the summary dict (see `summarize`). Stopped
+    """Run (or resume) a sweep to the end; returns the summary dict (see `select_and_score`). Stopped
     early (Ctrl-C: Tune saves its state and returns), it raises KeyboardInterrupt."""
     from ray.tune import Tuner
 
@@ -322,7 +322,7 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
         if len(results) < opts.trials * opts.seeds or unfinished_trials(opts.path):
             raise KeyboardInterrupt
         dropped = recorder.drop_orphans([r.metrics["trial_id"] for r in results])
-        summary = summarize(opts, results, recorder, device)
+        summary = select_and_score(opts, results, recorder, device)
         summary["dropped_runs"] = dropped
         summary["experiment_id"] = recorder.experiment_id()
         log_summary(recorder, parent, summary, opts.search_space().params)
@@ -353,7 +353,7 @@ def pareto_front(rows):
     return [r for r in rows if not any(dominates(o, r) for o in rows)]
 
 
-def summarize(opts, results, recorder, device):
+def select_and_score(opts, results, recorder, device):
     """Pick the best trial(s) among those that finished their schedule, score them on the test
     suite from their final checkpoint, and log that to their MLflow runs."""
     space = opts.search_space()

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import mlflow
 
-DEFAULT_EXPERIMENT = "backdrop"
+from . import experiments
+
+DEFAULT_EXPERIMENT = experiments.TRAIN
 # An experiment tag the MLflow UI reads to choose its layout: model training, not GenAI traces.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 

@@ -2,6 +2,7 @@
 parallel Ray tasks, recorded in MLflow and compared from the recorded runs.
 
 Thin command line over backdrop.ablate; specs live in ablations/*.yaml (see docs/ABLATIONS.md)."""
+from backdrop import experiments
 from backdrop.cli import Parser, add_hparam_flags, hparam_overrides, parse_dataset
 
 # Budget flags: settings that both sides share. Everything else an ablation changes lives in its spec.
@@ -28,8 +29,8 @@ def build_parser(prog="python -m platform.ablate"):
                                      "a new local instance with every core")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                                           "sqlite:///mlflow.db here)")
-    p.add_argument("--experiment", default="backdrop-ablations",
-                   help="MLflow experiment (default: backdrop-ablations)")
+    p.add_argument("--experiment", default=experiments.ABLATIONS,
+                   help=f"MLflow experiment (default: {experiments.ABLATIONS})")
     p.add_argument("--gpus-per-run", type=float, default=0.0,
                    help="a GPU share per run (0.25: four runs at once on each GPU); default 0, the CPU")
     p.add_argument("--rerun", action="store_true",

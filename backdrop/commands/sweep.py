@@ -3,6 +3,7 @@ data-parallel Ray Train run, recorded in MLflow (one parent run, one nested run 
 
 Thin command line over backdrop.sweep; see `--help` and docs/RAY.md."""
 
+from backdrop import experiments
 from backdrop.cli import Parser, parse_dataset
 from backdrop.search_space import SWEEP_KEYS
 
@@ -35,7 +36,7 @@ def build_parser(prog="python -m platform.sweep"):
     p.add_argument("--image-size", type=int, help="with your own images: the side they are resized to (32, 64, 128)")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files (or $BACKDROP_DATA_DIR)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
-    p.add_argument("--experiment", help="MLflow experiment (default: backdrop-sweeps)")
+    p.add_argument("--experiment", help=f"MLflow experiment (default: {experiments.SWEEPS})")
     p.add_argument("--register", metavar="NAME",
                    help="registered model that the best trial's model joins as a new version with the alias "
                         "'champion' (models:/NAME@champion; default: backdrop-<space file name>)")

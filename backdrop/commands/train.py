@@ -1,6 +1,7 @@
 """`backdrop train` and `python -m platform.train` — one training run of a method, logged to MLflow.
 
 Thin command line over backdrop.job.run_job; see `--help`."""
+from backdrop import experiments
 from backdrop.cli import Parser, add_hparam_flags, hparam_overrides
 
 
@@ -11,7 +12,8 @@ def build_parser(prog="python -m platform.train"):
     p.add_argument("--data-dir", help="folder with the IDX .gz files (or $BACKDROP_DATA_DIR); "
                                       "otherwise they are downloaded and checksum-checked")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
-    p.add_argument("--experiment", default="backdrop", help="MLflow experiment (default: backdrop)")
+    p.add_argument("--experiment", default=experiments.TRAIN,
+                   help=f"MLflow experiment (default: {experiments.TRAIN})")
     p.add_argument("--run-name", help="MLflow run name")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
     p.add_argument("--workers", type=int, default=1,
