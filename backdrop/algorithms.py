@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import masks as M
-from .background_sources import SOURCES
+from .background_sources import SOURCES, ReplayBuffer, mix
 from .errors import UserError
 from .models import AGCNN, BackgroundGenerator, Classifier, MultiScaleGenerator, UNet
 from .registry import registrar
@@ -223,10 +223,7 @@ class Adversarial(Algorithm):
         self.ascent_credit = 0.0
         self.sources = {}
         self.noise = torch.Generator().manual_seed(cfg["seed"] + 1)
-        if cfg["replay_fraction"] > 0:
-            # Buffers, so a checkpoint carries the replayed backgrounds and a resumed run goes on.
-            self.register_buffer("replay", torch.zeros(cfg["replay_size"], in_channels, size, size))
-            self.register_buffer("replay_stored", torch.zeros((), dtype=torch.long))
+        self.replay = ReplayBuffer(cfg["replay_size"], in_channels, size) if cfg["replay_fraction"] > 0 else None
         if cfg["f_average"] > 0:
             # A submodule and a buffer, so checkpoints carry the average and a resumed run goes on.
             self.f_avg = copy.deepcopy(self.f).requires_grad_(False)
@@ -258,36 +255,16 @@ class Adversarial(Algorithm):
         return torch.relu(b.mean() - 0.5)
 
     def composite(self, x, m, b):
-        """x̃ = m̂⊙x + (1−m̂)⊙b̂, with the first `black_fraction` of the batch on black, the
-        next `real_fraction` on crops of real photographs and the next `replay_fraction` on
-        replayed past backgrounds instead (batches are random permutations, so these rows are a
-        random subset)."""
-        k_black = round(len(x) * self.cfg["black_fraction"])
-        k_real = round(len(x) * self.cfg["real_fraction"])
-        k_replay = round(len(x) * self.cfg["replay_fraction"])
-        stored = min(int(self.replay_stored), len(self.replay)) if k_replay else 0
-        k_replay = k_replay if stored else 0          # nothing to replay before the first step
-        if k_black or k_real or k_replay:
-            parts = [torch.zeros_like(b[:k_black])]
-            if k_real:
-                parts.append(self.source("real").draw(k_real, self.noise).to(b.device, b.dtype))
-            if k_replay:
-                parts.append(self.replay[torch.randint(stored, (k_replay,), generator=self.noise)].to(b.dtype))
-            b = torch.cat(parts + [b[k_black + k_real + k_replay:]])
-        return M.composite(x, m, b)
+        """x̃ = m̂⊙x + (1−m̂)⊙b̂, on the mix of backgrounds the config asks for (black, photographs
+        and replayed shares: background_sources.mix)."""
+        return M.composite(x, m, mix(b, self.cfg, self.noise, self.source, self.replay))
 
-    @torch.no_grad()
-    def remember(self, b):
-        """After a game step: keep one of its generated backgrounds (the last row: never a black,
-        real or replayed one) in the replay buffer, over a random old one once it is full. One
-        per step keeps the buffer's age spread over epochs (half of it older than ~1,400 steps
-        at 2,048), where a FIFO of recent batches would only echo the current generator."""
-        if self.cfg["replay_fraction"] <= 0:      # (make_config allows it only with background adv)
-            return
-        n = int(self.replay_stored)
-        slot = n if n < len(self.replay) else int(torch.randint(len(self.replay), (1,), generator=self.noise))
-        self.replay[slot] = b[-1].detach()
-        self.replay_stored += 1
+    def after_descent(self, b):
+        """After each descent step of f: its weight average, and the replay buffer keeps one of
+        the step's generated backgrounds."""
+        self.update_average()
+        if self.replay is not None:
+            self.replay.remember(b, self.noise)
 
     @torch.no_grad()
     def update_average(self):
@@ -431,8 +408,7 @@ class Adversarial(Algorithm):
                 losses["diversity"] = div.item()
             total.backward()
             self.step_optimizers(*descend, "f_b")
-            self.update_average()
-            self.remember(b)
+            self.after_descent(b)
             losses.update(loss_f=ce.item(), loss_b=-ce.item() + white.item())
         else:
             with torch.no_grad():
@@ -441,8 +417,7 @@ class Adversarial(Algorithm):
             total = ce + (self.mask_penalty(soft) if with_mask_loss else 0)
             total.backward()
             self.step_optimizers(*descend)
-            self.update_average()
-            self.remember(b)
+            self.after_descent(b)
             losses["loss_f"] = ce.item()
             for _ in range(k):
                 losses["loss_b"], div = self.ascend(x, y, m.detach())

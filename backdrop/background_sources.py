@@ -73,3 +73,51 @@ class FixedBank(BackgroundSource):
     def draw(self, n, noise):
         bank = self.prepare()
         return bank[torch.randint(len(bank), (n,), generator=noise)]
+
+
+# ---------------------------------------------------------------- what the game mixes in
+
+class ReplayBuffer(torch.nn.Module):
+    """Past generated backgrounds that `f` keeps training on (`replay_fraction` of each batch),
+    so it does not forget patterns the generator has moved away from. One is kept per game step,
+    over a random old one once the buffer is full: that spreads the buffer's age over epochs
+    (half of it older than ~1,400 steps at 2,048), where a FIFO of recent batches would only echo
+    the current generator. Its tensors are buffers, so a checkpoint carries them and a resumed run
+    goes on; model files leave them out (api.TRAINING_ONLY)."""
+
+    def __init__(self, size, channels, px):
+        super().__init__()
+        self.register_buffer("bank", torch.zeros(size, channels, px, px))
+        self.register_buffer("stored", torch.zeros((), dtype=torch.long))
+
+    def filled(self):
+        return min(int(self.stored), len(self.bank))
+
+    @torch.no_grad()
+    def remember(self, b, noise):
+        """Keep the batch's last background (never a black, real or replayed one: mix puts those first)."""
+        n = int(self.stored)
+        slot = n if n < len(self.bank) else int(torch.randint(len(self.bank), (1,), generator=noise))
+        self.bank[slot] = b[-1].detach()
+        self.stored += 1
+
+    def draw(self, n, noise):
+        return self.bank[torch.randint(self.filled(), (n,), generator=noise)]
+
+
+def mix(b, cfg, noise, source, replay=None):
+    """The batch's backgrounds as the config mixes them: its first `black_fraction` rows black,
+    the next `real_fraction` crops of photographs (`source("real")`), the next `replay_fraction`
+    past generated backgrounds (`replay`; none before the first is stored), the rest `b`
+    (batches are random permutations, so each share is a random subset)."""
+    k_black = round(len(b) * cfg["black_fraction"])
+    k_real = round(len(b) * cfg["real_fraction"])
+    k_replay = round(len(b) * cfg["replay_fraction"]) if replay is not None and replay.filled() else 0
+    if not (k_black or k_real or k_replay):
+        return b
+    parts = [torch.zeros_like(b[:k_black])]
+    if k_real:
+        parts.append(source("real").draw(k_real, noise).to(b.device, b.dtype))
+    if k_replay:
+        parts.append(replay.draw(k_replay, noise).to(b.dtype))
+    return torch.cat(parts + [b[k_black + k_real + k_replay:]])

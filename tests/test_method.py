@@ -255,20 +255,20 @@ def test_replay_keeps_one_generated_background_per_step_and_composites_a_share_o
     cfg = tiny_config(mask="heuristic", epochs_f=1, epochs_adv=2, limit=128, replay_fraction=0.25, replay_size=6)
     alg = train(cfg, small)
     steps = 2 * (128 // 32)
-    assert int(alg.replay_stored) == steps
-    stored = alg.replay.flatten(1)
+    assert int(alg.replay.stored) == steps
+    stored = alg.replay.bank.flatten(1)
     assert (stored.abs().sum(1) > 0).all() and len(torch.unique(stored, dim=0)) == 6   # full, all different
     x, m, b = torch.rand(8, 1, 32, 32), (torch.rand(8, 1, 32, 32) > 0.5).float(), torch.rand(8, 1, 32, 32)
     out = alg.composite(x, m, b)
-    replayed = [next(i for i in range(6) if torch.allclose(out[r], M.composite(x[r:r + 1], m[r:r + 1], alg.replay[i:i + 1])[0]))
+    replayed = [next(i for i in range(6) if torch.allclose(out[r], M.composite(x[r:r + 1], m[r:r + 1], alg.replay.bank[i:i + 1])[0]))
                 for r in (0, 1)]                                 # 2 of 8 (a quarter) on stored backgrounds
     assert len(replayed) == 2
     assert torch.equal(out[2:], M.composite(x[2:], m[2:], b[2:]))
     fresh = Adversarial(cfg)
     restore(fresh, checkpoint_state(alg, Position(1, 2, 3)))
-    assert torch.equal(fresh.replay, alg.replay) and int(fresh.replay_stored) == steps
+    assert torch.equal(fresh.replay.bank, alg.replay.bank) and int(fresh.replay.stored) == steps
     plain = Adversarial(tiny_config(mask="heuristic"))
-    assert "replay" not in plain.state_dict()                    # model files without replay load as before
+    assert not any(k.startswith("replay") for k in plain.state_dict())    # model files without replay load as before
 
 
 def test_averaged_f_follows_f_and_survives_a_checkpoint():
