@@ -42,17 +42,17 @@ class Augment:
         the same per-image geometry; returns (x, *aligned)."""
         n = x.shape[0]
         theta = self.affine(n, generator, x.device)
-        stacked = torch.cat([x, *aligned], 1)
-        grid = F.affine_grid(theta, stacked.shape, align_corners=False)
-        # "border": what moves into the frame continues the image's edge, the studio backdrop,
-        # not black (an MNIST image's edge is 0, so there it is exactly zero padding).
-        out = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        grid = F.affine_grid(theta, x.shape, align_corners=False)
+        # The image: what moves into the frame continues its edge, the studio backdrop, not black
+        # (an MNIST image's edge is 0, so there it is exactly zero padding). Masks: what moves in
+        # is not the object, so zeros (a learned mask need not be 0 at the frame, and "border"
+        # would grow the object there).
+        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         lo, hi = self.brightness
         gain = lo + (hi - lo) * uniform((n, 1, 1, 1), generator, x.device)
-        c = x.shape[1]
-        parts = [(out[:, :c] * gain).clamp(0, 1)]
-        i = c
-        for t in aligned:
-            parts.append(out[:, i:i + t.shape[1]])
-            i += t.shape[1]
+        parts = [(out * gain).clamp(0, 1)]
+        if aligned:
+            stacked = torch.cat(aligned, 1)
+            moved = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            parts += list(moved.split([t.shape[1] for t in aligned], 1))
         return tuple(parts)

@@ -98,6 +98,16 @@ def test_augmentation_keeps_masks_aligned(digits):
     assert not torch.equal(ma_other > 0, xa > 0)
 
 
+def test_augmentation_continues_the_backdrop_and_never_the_mask():
+    """What a shift or rotation moves into the frame: the image's own edge (a grey studio backdrop
+    stays grey, not black), and for a mask, not-object. A mask that is 1 at the frame (a learned
+    mask can be) must not grow there."""
+    x = torch.full((16, 1, 32, 32), 0.5)
+    m = torch.ones(16, 1, 32, 32)
+    xa, ma = Augment(brightness=(1.0, 1.0))(x, m, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(xa, x)
+    assert (ma < 0.5).any(dim=(1, 2, 3)).float().mean() > 0.9     # nearly every image moved some not-object in
+
 def test_grad_reverse_is_the_ascent_gradient():
     """The fused step gives f_b exactly the gradient of −CE (+ white penalty), f that of +CE."""
     torch.manual_seed(0)
