@@ -1,6 +1,7 @@
 """A trained predictor as an MLflow Model (pyfunc): what every run logs under the name `model`.
 
     mlflow.pyfunc.load_model("runs:/<id>/model").predict(x)     # x: N×C×S×S float32 in [0, 1]
+    mlflow.pyfunc.load_model("runs:/<id>/model").metadata.metadata["class_names"]   # logit k's class
     mlflow models serve -m models:/NAME@champion --env-manager local
 
 The model folder holds the weights file written by `api.save_model` (`artifacts/model.pt`, loaded
@@ -48,12 +49,15 @@ def log_model(weights_path, example, registered_name=None):
 
     from .api import load_model
     x = np.asarray(example[:EXAMPLE_ROWS], dtype=np.float32)
-    logits = load_model(weights_path)(x).numpy().astype(np.float32)
+    model = load_model(weights_path)
+    logits = model(x).numpy().astype(np.float32)
     with quiet_mlflow():
+        # The class names travel in the MLmodel file, so a pyfunc user can name logit k:
+        # mlflow.pyfunc.load_model(uri).metadata.metadata["class_names"][k]
         return mlflow.pyfunc.log_model(
             name=NAME, python_model=str(CODE), artifacts={WEIGHTS: str(weights_path)},
             signature=infer_signature(x, logits), input_example=x, pip_requirements=requirements(),
-            registered_model_name=registered_name)
+            registered_model_name=registered_name, metadata={"class_names": list(model.class_names)})
 
 
 class quiet_mlflow:

@@ -39,6 +39,7 @@ def test_pyfunc_loads_the_run_model_with_its_signature(trained):
     assert logits.shape == (5, 10) and logits.dtype == np.float32
     direct = api.load_model(f"runs:/{run_id}/model")(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(logits, direct, rtol=1e-5, atol=1e-5)
+    assert model.metadata.metadata["class_names"] == [str(k) for k in range(10)]    # logit k names class k
     sig = model.metadata.signature
     assert sig.inputs.inputs[0].shape == (-1, 1, 32, 32) and sig.outputs.inputs[0].shape == (-1, 10)
     # the run lists it as its model (the UI's Models column)

@@ -168,6 +168,11 @@ def test_the_train_command_trains_on_a_folder_and_records_its_classes(tmp_path):
     run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
     assert run.info.status == "FINISHED" and "test/worst" in run.data.metrics and "test/photos" in run.data.metrics
     assert "test_per_class.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    # the MLflow Model names its classes too (a pyfunc user's logit k is class_names[k])
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert pyfunc.metadata.metadata["class_names"] == list(CLASSES)
 
 
 def test_a_sweep_trains_on_own_images_after_the_folder_is_gone(tmp_path):
