@@ -229,6 +229,14 @@ class Adversarial(Algorithm):
             self.f_avg = copy.deepcopy(self.f).requires_grad_(False)
             self.register_buffer("f_avg_updates", torch.zeros((), dtype=torch.long))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the replay buffer was a module of its own name its tensors
+        # `replay` and `replay_stored`: a run resumed from one goes on with its buffer.
+        for old, new in (("replay", "replay.bank"), ("replay_stored", "replay.stored")):
+            if prefix + old in state_dict:
+                state_dict[prefix + new] = state_dict.pop(prefix + old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @staticmethod
     def schedule(c):
         mask_epochs = c["epochs_mask"] if c["mask"] == "unet" else 0

@@ -1,7 +1,7 @@
 """Training augmentation (METHOD.md): rotation ±15°, shifts ±15 %, shear 0.3, brightness ×[0.8, 1.2].
 
-The geometric transform is drawn once per image and applied to the image *and* its mask in one
-`grid_sample` call, so masks stay aligned with images (the companion code masked the augmented
+The geometric transform is drawn once per image and applied to the image *and* its mask through
+one sampling grid, so masks stay aligned with images (the companion code masked the augmented
 image with a mask computed on the un-augmented one; we must not). Brightness touches the image only.
 """
 import math

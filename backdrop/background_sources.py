@@ -1,7 +1,9 @@
 """Where the game's backgrounds come from when they are not the adversary's: each source is a small
 named entry that draws n backgrounds from the caller's noise stream. A new source is an entry
 here (and a choice of `background` in hparams.py), not an edit of the game. The adversary's own
-backgrounds (`background: adv`) belong to the game: algorithms.Adversarial.
+backgrounds (`background: adv`) belong to the game (algorithms.Adversarial); what the game mixes
+into a batch besides them — black, photographed and replayed shares (`mix`, `ReplayBuffer`) —
+is at the end of this module.
 
 A source builds any state it needs from the run's seed on first use, so a model rebuilt from a
 checkpoint or a model file draws the same backgrounds as the run that trained it."""
@@ -105,9 +107,9 @@ class ReplayBuffer(torch.nn.Module):
         return self.bank[torch.randint(self.filled(), (n,), generator=noise)]
 
 
-def mix(b, cfg, noise, source, replay=None):
+def mix(b, cfg, noise, sources, replay=None):
     """The batch's backgrounds as the config mixes them: its first `black_fraction` rows black,
-    the next `real_fraction` crops of photographs (`source("real")`), the next `replay_fraction`
+    the next `real_fraction` crops of photographs (`sources("real")`), the next `replay_fraction`
     past generated backgrounds (`replay`; none before the first is stored), the rest `b`
     (batches are random permutations, so each share is a random subset)."""
     k_black = round(len(b) * cfg["black_fraction"])
@@ -117,7 +119,7 @@ def mix(b, cfg, noise, source, replay=None):
         return b
     parts = [torch.zeros_like(b[:k_black])]
     if k_real:
-        parts.append(source("real").draw(k_real, noise).to(b.device, b.dtype))
+        parts.append(sources("real").draw(k_real, noise).to(b.device, b.dtype))
     if k_replay:
         parts.append(replay.draw(k_replay, noise).to(b.dtype))
     return torch.cat(parts + [b[k_black + k_real + k_replay:]])

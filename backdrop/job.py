@@ -36,9 +36,10 @@ from .mlflow_model import EXAMPLE_ROWS
 @dataclass(frozen=True)
 class Placement:
     """Where a job trains: "process" (here), "task" (a Ray task) or "train" (Ray Train with
-    `workers`); `address`: the Ray cluster (None: $RAY_ADDRESS, else a new local instance);
-    `gpus`: a Ray task's GPU share; `storage_path` and `max_failures`: Ray Train's checkpoints
-    and restarts."""
+    `workers`); `address`: the Ray cluster (None: for Ray Train $RAY_ADDRESS, else a new local
+    instance; for a task always a new local instance, as ablations and Table 1 start one);
+    `gpus`: a Ray task's GPU share (a task asked for device cuda gets a whole GPU);
+    `storage_path` and `max_failures`: Ray Train's checkpoints and restarts."""
     where: str = "process"
     workers: int = 1
     address: str | None = None
@@ -70,8 +71,7 @@ def head(cfg, splits, data_dir=None, device="cpu", **params):
             "params": {**tracking.config_params(cfg), "n_train": len(splits.train.y), "n_val": len(splits.val.y),
                        "n_test": len(splits.test.y), **params},
             "datasets": tracking.dataset_inputs(cfg, splits, data_dir),
-            "start": tracking.now_ms(), "host": socket.gethostname(), "threads": torch.get_num_threads(),
-            "device": str(device)}
+            "start": tracking.now_ms(), "host": socket.gethostname(), "device": str(device)}
 
 
 def epoch_entry(end):
@@ -84,24 +84,24 @@ MAX_CLASSES_DRAWN = 100       # a bar per class; beyond this the chart is unread
 
 def score(algorithm, splits, device="cpu", with_noise=True, label=None):
     """What a record holds after training: the test suite (clean, each family, mean, worst,
-    bg_gap), the noise curve (`with_noise`; three times the suite's cost), the figures and the
-    model file as bytes, and the MLflow Model's input example."""
+    bg_gap), each class's clean accuracy, the noise curve (`with_noise`; three times the suite's
+    cost), the figures and the model file as bytes, and the MLflow Model's input example."""
     label = label or algorithm.cfg["method"]
     test = test_scorer(splits, device)(algorithm.predict)
+    per_class = per_class_accuracy(algorithm.predict, splits.test, splits.class_names, device=device)
     curve = noise_curve(algorithm.predict, splits.test, device=device) if with_noise else {}
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         bars = {k: v for k, v in test.items() if k not in ("mean", "worst", "bg_gap")}
         figures.bar_chart({label: bars}, d / "test_backgrounds.png")
-        if len(splits.class_names) <= MAX_CLASSES_DRAWN:
-            per_class = per_class_accuracy(algorithm.predict, splits.test, splits.class_names, device=device)
+        if len(per_class) <= MAX_CLASSES_DRAWN:
             figures.bar_chart({label: per_class}, d / "test_per_class.png", title="Clean test accuracy per class")
         if curve:
             figures.noise_plot({label: curve}, d / "noise_curve.png")
         figures.run_figures(algorithm, splits.test.x[:32].to(device), d)
         save_model(algorithm, d / records.WEIGHTS_FILE)
         artifacts = {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
-    return {"test": test, "noise": curve, "artifacts": artifacts,
+    return {"test": test, "per_class": per_class, "noise": curve, "artifacts": artifacts,
             "example": splits.test.x[:EXAMPLE_ROWS].cpu().numpy(), "end": tracking.now_ms()}
 
 
@@ -144,7 +144,8 @@ def run_job(cfg, placement=IN_PROCESS, *, data_dir=None, tracking_uri=None, expe
             with_noise=True):
     """Train one config where `placement` says and record it as one MLflow run; with `save_to`,
     also write its model file there. Returns {"run_id", "test", "noise", "val"}. A stop (Ctrl-C,
-    SIGTERM) leaves the run KILLED and an error FAILED, with every epoch already logged kept."""
+    SIGTERM) leaves the run KILLED and an error FAILED, with every epoch already logged kept (a
+    Ray task's run is written when its record returns, so a task stopped earlier leaves none)."""
     if placement.where != "process":
         data_dir = data_dir_for_workers(data_dir)       # Ray's processes have working folders of their own
     source = source_of(cfg, data_dir)                   # bad data: fails here, before any Ray or MLflow
@@ -179,10 +180,11 @@ def _in_process(cfg, placement, client, exp_id, source, splits, *, data_dir, dev
 def _as_task(cfg, placement, client, exp_id, source, splits, *, data_dir, device, progress, with_noise, **run):
     from .ablate import ray_session
     with ray_session(placement.address):
-        if placement.gpus and not ray.cluster_resources().get("GPU", 0):
-            raise UserError(f"a GPU share of {placement.gpus:g}: Ray sees no GPU; use the CPU or join a cluster with GPUs")
-        task = train_task.options(num_gpus=placement.gpus) if placement.gpus else train_task
-        record = ray.get(task.remote(cfg, data_dir, with_noise, ray.put(source), "cuda" if placement.gpus else "cpu"))
+        gpus = placement.gpus or (1.0 if pick_device(device) == "cuda" else 0.0)
+        if gpus and not ray.cluster_resources().get("GPU", 0):
+            raise UserError(f"a GPU share of {gpus:g}: Ray sees no GPU; use the CPU or join a cluster with GPUs")
+        task = train_task.options(num_gpus=gpus) if gpus else train_task
+        record = ray.get(task.remote(cfg, data_dir, with_noise, ray.put(source), "cuda" if gpus else "cpu"))
     return records.write_record(client, exp_id, record, **run), record
 
 

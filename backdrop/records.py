@@ -25,7 +25,7 @@ MLFLOW_PARAMS_BATCH = 100    # MLflow's limit on params per log_batch call
 
 def open_run(client, experiment_id, record, *, run_name=None, tags=None, parent_run_id=None):
     """A RUNNING run with the record's tags, params and data inputs (its `head`); returns its id."""
-    all_tags = tracking.run_tags(record["cfg"], host=record["host"], device=record["device"], **(tags or {}))
+    all_tags = tracking.run_tags(record["cfg"], **{"host": record["host"], "device": record["device"], **(tags or {})})
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run_id = client.create_run(experiment_id, start_time=record["start"], run_name=run_name,
@@ -50,7 +50,8 @@ def finish_run(client, run_id, scored, registered_name=None):
     """The test suite, the noise curve, the figures and the MLflow Model `model` (with
     `registered_name`, also a new version of that registered model); then FINISHED. `scored`:
     a record, or the scored part of one (job.score). Returns the model's ModelInfo."""
-    tracking.log_metrics(client, run_id, tracking.final_metrics(scored["test"], scored["noise"], scored["end"]))
+    tracking.log_metrics(client, run_id, tracking.final_metrics(scored["test"], scored["noise"], scored["end"],
+                                                                scored.get("per_class")))
     with tempfile.TemporaryDirectory() as d:
         for rel, data in scored["artifacts"].items():
             p = Path(d) / rel
@@ -67,15 +68,15 @@ def finish_run(client, run_id, scored, registered_name=None):
 
 
 def write_record(client, experiment_id, record, *, run_name=None, tags=None, parent_run_id=None):
-    """A whole record as one finished run (a failure half-way leaves it FAILED, never mistaken
-    for a finished run on resume); returns the run id."""
+    """A whole record as one finished run (stopped half-way it is KILLED, failed FAILED: never
+    mistaken for a finished run on resume); returns the run id."""
     run_id = open_run(client, experiment_id, record, run_name=run_name, tags=tags, parent_run_id=parent_run_id)
     try:
         for epoch in record["epochs"]:
             log_epoch(client, run_id, epoch)
         finish_run(client, run_id, record)
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
+    except BaseException as e:
+        ended(client, run_id, e)
         raise
     return run_id
 

@@ -18,7 +18,8 @@ from . import experiments, figures, tracking
 from .backgrounds import TEST_FAMILIES
 from .errors import UserError
 from .hparams import HPARAMS
-from .results import PAPER_TABLE1, TEST_COLUMNS, VAL_COLUMNS, latex_table, markdown_table, per_seed_rows, table1_rows
+from .results import (PAPER_TABLE1, TEST_COLUMNS, VAL_COLUMNS, latex_table, markdown_table, mean_sd_cell, per_seed_rows,
+                      table1_rows)
 
 REPORT_EXPERIMENT = experiments.REPORTS
 NOISE_KEY = "noise/accuracy"
@@ -103,6 +104,8 @@ def collect(client, experiments=None, tags=None) -> pa.Table:
             "git_commit": t.get("git_commit"), "parent_run_id": t.get("mlflow.parentRunId"),
             "start_time": r.info.start_time,
             **{k: r.data.metrics.get(k) for k in test_keys + val_keys},
+            "per_class": sorted((k[len(tracking.CLASS_PREFIX):], v) for k, v in r.data.metrics.items()
+                                if k.startswith(tracking.CLASS_PREFIX)),
             "noise_curve": [{"rate": m.step / 100, "accuracy": m.value} for m in history],
             "tags": sorted(t.items()), "params": sorted(p.items()),
         })
@@ -111,7 +114,7 @@ def collect(client, experiments=None, tags=None) -> pa.Table:
         ("method", pa.string()), ("dataset", pa.string()), ("seed", pa.int64()), ("git_commit", pa.string()),
         ("parent_run_id", pa.string()), ("start_time", pa.timestamp("ms")),
         *[(k, pa.float64()) for k in test_keys + val_keys],
-        ("noise_curve", NOISE_TYPE),
+        ("per_class", pa.map_(pa.string(), pa.float64())), ("noise_curve", NOISE_TYPE),
         ("tags", pa.map_(pa.string(), pa.string())), ("params", pa.map_(pa.string(), pa.string())),
     ])
     return pa.Table.from_pylist(rows, schema=schema)
@@ -184,6 +187,28 @@ def newest_per_seed(runs):
     return list(latest.values())
 
 
+MAX_CLASS_COLUMNS = 20      # a wider per-class table is unreadable; the runs' class/* metrics keep every class
+
+
+def class_order(name):
+    """Digits in numeric order (MNIST's "0".."9", "10" after "9"), then names alphabetically (a
+    folder's classes are its sub-folders in that order)."""
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def per_class_rows(groups):
+    """(header, rows) of clean test accuracy per class, one row per label (mean ± sd over its
+    seeds), or None when no run logged per-class metrics or there are too many classes."""
+    names = sorted({k for rs in groups.values() for r in rs for k in dict(r.get("per_class") or ())}, key=class_order)
+    if not names or len(names) > MAX_CLASS_COLUMNS:
+        return None
+    rows = []
+    for label, runs in groups.items():
+        accs = [dict(r.get("per_class") or ()) for r in runs]
+        rows.append([label, str(len(runs)), *(mean_sd_cell([a[n] for a in accs if n in a]) for n in names)])
+    return ["method", "n", *names], rows
+
+
 def mean_curve(rows):
     """The noise curve averaged over runs, rate by rate."""
     acc = {}
@@ -219,6 +244,10 @@ def write_report(table: pa.Table, out_dir, header_note=""):
             md.append(f"### Validation accuracy (%), {title}\n\n{markdown_table(header, rows)}\n\n"
                       "the final epoch on the validation split, clean and over the validation background "
                       "families: the numbers model selection may compare (the test columns above may not)\n")
+        per_class = per_class_rows(groups)
+        if per_class:
+            md.append(f"### Clean test accuracy per class (%), {title}\n\n{markdown_table(*per_class)}\n\n"
+                      f"{over}: which classes the method finds hard, whatever the background\n")
         slug = _slug(f"{experiment}_{dataset}")
         bars = {lab: {c: sum(r[f"test/{c}"] for r in rs) / len(rs) for c in ("clean", *TEST_FAMILIES, "photos")
                       if all(r.get(f"test/{c}") is not None for r in rs)} for lab, rs in groups.items()}

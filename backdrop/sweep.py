@@ -444,8 +444,8 @@ def score_trial(row, run_id, opts, recorder, device, register=""):
     algorithm = load_trained(checkpoint_at(row["checkpoint"], opts.storage_path), cfg, splits, device)
     scored = score(algorithm, splits, device, label=f"trial {row['trial_id']}")
     test = scored["test"]
-    recorder.client.set_tag(run_id, "backdrop.best", "pareto" if opts.multi_objective else "best")
     info = records.finish_run(recorder.client, run_id, scored, registered_name=register or None)
+    recorder.client.set_tag(run_id, "backdrop.best", "pareto" if opts.multi_objective else "best")
     if not register:
         return test, None
     version = str(info.registered_model_version)

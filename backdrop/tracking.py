@@ -175,12 +175,17 @@ def epoch_metrics(report, step, time_ms):
     return [Metric(k, v, time_ms, int(step)) for k, v in training_metrics(report).items()]
 
 
-def final_metrics(test, curve, time_ms):
-    """The test suite as `test/<column>` (step 0) and the accuracy-vs-noise curve as
-    `noise/accuracy` at step = the noise rate in %."""
+CLASS_PREFIX = "class/"       # clean test accuracy of one class: class/<class name>
+
+
+def final_metrics(test, curve, time_ms, per_class=None):
+    """The test suite as `test/<column>` (step 0), the accuracy-vs-noise curve as
+    `noise/accuracy` at step = the noise rate in %, and each class's clean test accuracy as
+    `class/<name>`."""
     from mlflow.entities import Metric
     return ([Metric(f"test/{k}", float(v), time_ms, 0) for k, v in test.items()]
-            + [Metric("noise/accuracy", float(acc), time_ms, round(rate * 100)) for rate, acc in curve.items()])
+            + [Metric("noise/accuracy", float(acc), time_ms, round(rate * 100)) for rate, acc in curve.items()]
+            + [Metric(safe_key(CLASS_PREFIX + str(k)), float(v), time_ms, 0) for k, v in (per_class or {}).items()])
 
 
 def log_metrics(client, run_id, metrics, batch=1000):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from backdrop import experiments
 from doc_sections import write_section  # benchmarks/, on sys.path as the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def platform_sweep(space, trials, workers, tmp):
                        "--no-register", "--device", "cpu"])
     assert "stopped early" not in out, out
     client = mlflow.MlflowClient(uri)
-    exp = client.get_experiment_by_name("backdrop-sweeps")
+    exp = client.get_experiment_by_name(experiments.SWEEPS)
     runs = client.search_runs([exp.experiment_id], f"tags.`backdrop.sweep` = '{name}' and tags.`backdrop.role` = 'trial'")
     return wall, [normal({k: r.data.params[k] for k in SEARCHED}) for r in runs]
 

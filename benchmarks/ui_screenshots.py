@@ -22,6 +22,7 @@ from pathlib import Path
 
 import platform as _platform_check  # noqa: F401  (run from the repo root: the shim must serve it)
 
+from backdrop import experiments
 from backdrop.distributed import free_port
 from backdrop.errors import UserError, one_line_errors
 
@@ -120,9 +121,9 @@ def main():
         uri, args.sweep = f"sqlite:///{work / 'mlflow.db'}", "ui-demo"
         run_sweep(uri, str(work / "ray"), args.sweep)
     client = mlflow.MlflowClient(uri)
-    exp = client.get_experiment_by_name("backdrop-sweeps")
+    exp = client.get_experiment_by_name(experiments.SWEEPS)
     if exp is None:
-        raise UserError(f"{uri} has no experiment backdrop-sweeps; run a sweep first")
+        raise UserError(f"{uri} has no experiment {experiments.SWEEPS}; run a sweep first")
     parents = client.search_runs([exp.experiment_id], "tags.`backdrop.role` = 'sweep'" +
                                  (f" and tags.`backdrop.sweep` = '{args.sweep}'" if args.sweep else ""),
                                  order_by=["attributes.start_time DESC"], max_results=1)
@@ -144,8 +145,8 @@ def main():
         runs.get_by_text(f"{sweep}-").first.wait_for(timeout=60_000)
         browser.shoot(runs, out / "mlflow_runs.png")
         ids = urllib.parse.quote(json.dumps([r.info.run_id for r in trials]))
-        experiments = urllib.parse.quote(json.dumps([exp.experiment_id]))
-        compare_view(browser, f"{base}/compare-runs?runs={ids}&experiments={experiments}&{VIEW}", searched,
+        shown = urllib.parse.quote(json.dumps([exp.experiment_id]))
+        compare_view(browser, f"{base}/compare-runs?runs={ids}&experiments={shown}&{VIEW}", searched,
                      out / "mlflow_compare.png")
         if best:
             run = best[0]

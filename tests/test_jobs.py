@@ -10,6 +10,7 @@ import torch
 
 from backdrop import distributed
 from backdrop.api import load_model
+from backdrop.errors import UserError
 from backdrop.job import Placement, run_job
 from conftest import logged_model, tiny_config
 
@@ -55,6 +56,7 @@ def test_every_placement_records_the_same_run(where, background, store, tmp_path
     epochs = 1 if background == "vanilla" else 2          # the heuristic mask has no mask phase
     assert [m.step for m in client.get_metric_history(out["run_id"], "val/worst")] == list(range(1, epochs + 1))
     assert run.data.metrics["test/clean"] == out["test"]["clean"] and 0 <= out["test"]["worst"] <= 1
+    assert {f"class/{k}" for k in range(10)} <= set(run.data.metrics)       # clean accuracy per class
     drawn = {a.path for a in client.list_artifacts(out["run_id"])}
     assert {"test_backgrounds.png", "test_per_class.png"} <= drawn
     if background != "vanilla":
@@ -74,5 +76,5 @@ def test_every_placement_records_the_same_run(where, background, store, tmp_path
 def test_a_placement_is_named_and_workers_are_counted():
     with pytest.raises(ValueError, match="process, task or train"):
         Placement("cluster")
-    with pytest.raises(distributed.UserError, match="--workers must be at least 1, got 0"):
+    with pytest.raises(UserError, match="--workers must be at least 1, got 0"):
         Placement("train", workers=0)

@@ -108,6 +108,7 @@ def test_augmentation_continues_the_backdrop_and_never_the_mask():
     assert torch.allclose(xa, x)
     assert (ma < 0.5).any(dim=(1, 2, 3)).float().mean() > 0.9     # nearly every image moved some not-object in
 
+
 def test_grad_reverse_is_the_ascent_gradient():
     """The fused step gives f_b exactly the gradient of −CE (+ white penalty), f that of +CE."""
     torch.manual_seed(0)
@@ -277,6 +278,12 @@ def test_replay_keeps_one_generated_background_per_step_and_composites_a_share_o
     fresh = Adversarial(cfg)
     restore(fresh, checkpoint_state(alg, Position(1, 2, 3)))
     assert torch.equal(fresh.replay.bank, alg.replay.bank) and int(fresh.replay.stored) == steps
+    # a checkpoint written before the buffer was a module (keys replay, replay_stored) still loads
+    old = {("replay" if k == "replay.bank" else "replay_stored" if k == "replay.stored" else k): v
+           for k, v in alg.state_dict().items()}
+    earlier = Adversarial(cfg)
+    earlier.load_state_dict(old)
+    assert torch.equal(earlier.replay.bank, alg.replay.bank) and int(earlier.replay.stored) == steps
     plain = Adversarial(tiny_config(mask="heuristic"))
     assert not any(k.startswith("replay") for k in plain.state_dict())    # model files without replay load as before
 

@@ -74,6 +74,8 @@ def test_report_values_equal_the_logged_metrics(store, tmp_path):
         history = sorted(client.get_metric_history(run_id, "noise/accuracy"), key=lambda m: m.step)
         assert [(p["rate"], p["accuracy"]) for p in row["noise_curve"]] == [(m.step / 100, m.value) for m in history]
         assert len(row["noise_curve"]) == len(NOISE_RATES)
+        classes = {k[len("class/"):]: v for k, v in run.data.metrics.items() if k.startswith("class/")}
+        assert dict(row["per_class"]) == classes and sorted(classes, key=int) == [str(k) for k in range(10)]
 
     # Markdown: mean ± sd over each label's runs, equal to the logged values at the printed precision.
     md = (out_dir / "report.md").read_text()
@@ -104,6 +106,15 @@ def test_report_values_equal_the_logged_metrics(store, tmp_path):
     for col, cell in zip(VAL_COLUMNS, cells["adversarial"][1:]):
         assert adv[f"val/{col}"] == logged[f"val/{col}"]
         assert abs(float(cell) - 100 * logged[f"val/{col}"]) <= 0.05 + 1e-9, (col, cell)
+
+    # ... and clean accuracy per class, classes in label order, mean over each label's runs.
+    section = "Clean test accuracy per class (%), experiment exp-a, dataset digits"
+    assert re.search(r"\| method +\| n +\| 0 +\| 1 +\|", md.split(section)[1])
+    cells = cells_of(md, section)
+    vanilla = [r for r in rows.values() if r["experiment"] == "exp-a" and r["label"] == "vanilla"]
+    for k, cell in enumerate(cells["vanilla"][1:]):
+        m = sum(100 * dict(r["per_class"])[str(k)] for r in vanilla) / len(vanilla)
+        assert abs(float(re.findall(r"\d+\.\d", cell)[0]) - m) <= 0.05 + 1e-9, (k, cell)
 
     tex = (out_dir / "report.tex").read_text()
     assert tex.count(r"\begin{tabular}") == 2 and r"$\pm$" in tex and tex in proc.stdout
