@@ -32,7 +32,7 @@ def parse_int_list(text):
 
 def parse_dataset(text):
     """A dataset flag checked as it is parsed, so its error names the flag."""
-    from .data import check_dataset_name
+    from .dataset_names import check_dataset_name
     try:
         return check_dataset_name(text)
     except UserError as e:

@@ -44,10 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .dataset_names import USER_KINDS, check_dataset_name
 from .errors import UserError
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
-USER_KINDS = ("folder", "npz")     # `folder:PATH`, `npz:PATH`: a user's own images (user_data.py)
 IMAGE_SIZE = 32
 
 # Keys of fetch_idx_files() and the official file names.
@@ -103,23 +102,6 @@ class Splits:
     name: str
     n_classes: int = 10
     class_names: tuple = tuple(str(k) for k in range(10))
-
-
-def absolute_dataset(name: str) -> str:
-    """`folder:PATH` / `npz:PATH` with PATH made absolute (a saved sweep resumes from any folder);
-    a built-in name as it is."""
-    kind, _, path = check_dataset_name(name).partition(":")
-    return f"{kind}:{pathlib.Path(path).expanduser().resolve()}" if kind in USER_KINDS and path else name
-
-
-def check_dataset_name(name) -> str:
-    """A built-in data set's name, or `folder:PATH` / `npz:PATH`; anything else is a one-line error."""
-    if isinstance(name, str):
-        kind, sep, path = name.partition(":")
-        if name in DATASETS or (sep and kind in USER_KINDS and path):
-            return name
-    raise UserError(f"'dataset' must be one of {', '.join(DATASETS)}, or your own images as folder:PATH (a "
-                    f"sub-folder of images per class) or npz:PATH (arrays x and y); got {name!r}")
 
 
 def cache_dir() -> pathlib.Path:

@@ -126,8 +126,7 @@ def check_value(key, value, where="config"):
 
 def make_config(overrides: dict | None = None, where="config") -> dict:
     """Defaults updated with validated overrides."""
-    from .data import absolute_dataset
-    from .user_data import check_image_size
+    from .dataset_names import absolute_dataset, check_image_size
     cfg = defaults()
     for k, v in (overrides or {}).items():
         cfg[k] = check_value(k, v, where)

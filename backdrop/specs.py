@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import shipped
-from .data import DATASETS, check_dataset_name
+from .dataset_names import DATASETS, check_dataset_name
 from .errors import UserError
 from .hparams import check_value, load_yaml, make_config
 

@@ -125,7 +125,8 @@ def dataset_inputs(cfg, splits, data_dir=None):
     from mlflow.data import from_numpy
     from mlflow.entities import DatasetInput, InputTag
 
-    from .data import DATASETS, resolve_data_dir
+    from .data import resolve_data_dir
+    from .dataset_names import DATASETS
     if cfg["dataset"] not in DATASETS:            # a user's own images: their absolute path
         source = {"source": splits.name.partition(":")[2]}
     else:

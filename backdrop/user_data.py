@@ -30,20 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from .data import Source, _carve
+from .dataset_names import IMAGE_SIZES, check_image_size
 from .errors import UserError
 
-SIZES = (32, 64, 128)
 TEST_FRACTION = 0.2
 TEST_SEED = 0                 # fixed: the test set must not move with a run's seed
 VAL_FRACTION = 0.15
 SPLIT_FOLDERS = ("train", "val", "test")
-
-
-def check_image_size(image_size: int) -> int:
-    if image_size not in (0, *SIZES):
-        raise UserError(f"image_size {image_size} is not supported; use one of {', '.join(map(str, SIZES))} "
-                        "(or 0: from the data)")
-    return image_size
 
 
 def read_user_source(kind: str, path: str, image_size: int = 0) -> Source:
@@ -245,10 +238,10 @@ def _chosen_size(images, image_size, root) -> int:
             raise UserError(f"{root}: an image is {smallest.shape[1]}×{smallest.shape[0]} px, smaller than "
                             f"image_size {image_size}; lower image_size or use larger images")
         return image_size
-    fitting = [s for s in SIZES if s <= side]
+    fitting = [s for s in IMAGE_SIZES if s <= side]
     if not fitting:
         raise UserError(f"{root}: an image is {smallest.shape[1]}×{smallest.shape[0]} px; the networks need at "
-                        f"least {SIZES[0]}×{SIZES[0]}: use larger images")
+                        f"least {IMAGE_SIZES[0]}×{IMAGE_SIZES[0]}: use larger images")
     return fitting[-1]
 
 

@@ -264,7 +264,7 @@ def test_a_colour_test_suite_adds_photographs_that_training_never_crops():
 
 def test_the_sweep_takes_the_data_set_from_the_command_line_with_its_path_made_absolute(tmp_path, monkeypatch):
     from backdrop.commands.sweep import DEFAULT_SPACE
-    from backdrop.data import absolute_dataset
+    from backdrop.dataset_names import absolute_dataset
     from backdrop.search_space import load_space
     monkeypatch.chdir(tmp_path)
     assert absolute_dataset("folder:my_photos") == f"folder:{tmp_path / 'my_photos'}"
@@ -276,3 +276,15 @@ def test_the_sweep_takes_the_data_set_from_the_command_line_with_its_path_made_a
     r = subprocess.run([sys.executable, "-m", "platform.sweep", "--resume", "--dataset", "mnist"], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "drop --dataset" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_bad_dataset_or_image_size_in_a_config_is_refused_before_torch_loads():
+    """The dataset and image_size rules live in a module without torch: a config's, a flag's or
+    a space file's bad value is one line at once, not after torch's import (seconds)."""
+    code = ("import sys\nfrom backdrop.hparams import make_config\nfrom backdrop.errors import UserError\n"
+            "for bad in ({'dataset': 'folder:'}, {'image_size': 48}):\n"
+            "    try:\n        make_config(bad)\n    except UserError as e:\n        print(e)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "'dataset' must be one of" in out[0] and "image_size 48 is not supported" in out[1]
+    assert out[2] == "False"

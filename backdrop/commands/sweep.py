@@ -58,7 +58,7 @@ def main(argv=None, prog="python -m platform.sweep"):
     else:
         space = load_space(args.space or DEFAULT_SPACE)
         if args.dataset is not None or args.image_size is not None:
-            from backdrop.data import absolute_dataset
+            from backdrop.dataset_names import absolute_dataset
             space = space.with_fixed({**({"dataset": absolute_dataset(args.dataset)} if args.dataset else {}),
                                       **({"image_size": args.image_size} if args.image_size is not None else {})})
 
