@@ -194,6 +194,26 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, wi
     return done
 
 
+def run_configs(configs, *, experiment, tags, tracking_uri=None, data_dir=None, address=None, rerun=False,
+                with_noise=True, gpus_per_run=0.0, say=print):
+    """A benchmark's runs, {(name, seed): cfg}, as Ray tasks; a FINISHED run of the same config at
+    the same commit is reused (unless `rerun`), so the same command finishes a set rather than
+    redoing it. Returns {(name, seed): run id}."""
+    from .data import data_dir_for_workers, splits_of
+    data_dir = data_dir_for_workers(data_dir)       # Ray tasks run in working directories of their own
+    splits_of(next(iter(configs.values())), data_dir)                # bad data: fail before Ray
+    client = MlflowClient(tracking.tracking_uri(tracking_uri))
+    exp_id = tracking.experiment_id(client, experiment)
+    jobs = {(name, seed): S.Job("run", name, seed, cfg, S.config_key(cfg)) for (name, seed), cfg in configs.items()}
+    run_of = {} if rerun else reusable_runs(client, exp_id, jobs.values(), tracking.git_commit())
+    todo = [j for j in jobs.values() if j.key not in run_of]
+    say(f"{len(run_of)} finished run(s) of the same config and commit reused, {len(todo)} to train")
+    if todo:
+        run_of.update(train_jobs(client, exp_id, todo, None, tags, data_dir, address, say, with_noise=with_noise,
+                                 gpus_per_run=gpus_per_run))
+    return {k: run_of[j.key] for k, j in jobs.items()}
+
+
 # ---------------------------------------------------------------------------------- comparison
 @dataclass(frozen=True)
 class Row:

@@ -52,6 +52,13 @@ class Placement:
             raise ValueError(f"placement must be process, task or train, not {self.where!r}")
         if self.workers < 1:
             raise UserError(f"--workers must be at least 1, got {self.workers}")
+        # A field the placement does not use is a caller's mistake, never silently dropped.
+        if self.where != "train" and (self.workers > 1 or self.storage_path):
+            raise ValueError(f"workers and storage_path are Ray Train's; placement {self.where!r} trains one copy")
+        if self.where != "task" and self.gpus:
+            raise ValueError(f"a GPU share is a Ray task's; placement {self.where!r} takes the device")
+        if self.where == "process" and self.address:
+            raise ValueError("placement 'process' trains here, with no Ray cluster to address")
 
 
 IN_PROCESS = Placement()

@@ -35,6 +35,7 @@ from .errors import UserError
 
 TEST_FRACTION = 0.2
 TEST_SEED = 0                 # fixed: the test set must not move with a run's seed
+ORDER_SEED = 0                # fixed: a split's order must not move with a run's seed either
 VAL_FRACTION = 0.15
 SPLIT_FOLDERS = ("train", "val", "test")
 
@@ -71,6 +72,10 @@ def _read_cached(kind, root, image_size, signature):
     images = [img for x, _ in splits.values() for img in x]
     side = _chosen_size(images, image_size, root)
     arrays = {k: (_resized(x, side), np.asarray(y, dtype=np.int64)) for k, (x, y) in splits.items()}
+    # Files come class by class; a fixed shuffle mixes the classes, so that `limit` (the first N
+    # images of a split) and the figures' first test images hold every class, not the first few.
+    arrays = {k: (x[order], y[order]) for k, (x, y) in arrays.items()
+              for order in [np.random.RandomState(ORDER_SEED).permutation(len(y))]}
     for a in (a for pair in arrays.values() for a in pair):
         a.flags.writeable = False                 # cached and shared: never written
     label = f"{kind}:{root}"

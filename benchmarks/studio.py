@@ -3,7 +3,7 @@ files, trained on through the folder loader (`--dataset folder:PATH`), by the pl
 method, scored on the studio test images (clean) and on the colour world suite (the six families
 in colour and held-out photographs).
 
-    python benchmarks/studio.py --data-dir ../shared/data --seeds 0 1 2
+    python benchmarks/studio.py --data-dir ../shared/data --seeds 0 1 2 --parallel
 
 The studio: each Fashion-MNIST object (its intensity is the object's opacity) tinted a random
 colour, drawn 40-48 px tall at a random position near the centre of a 64×64 frame, lit by a soft
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mlflow import MlflowClient
 
 from backdrop import tracking
 from backdrop.data import read_source
@@ -30,6 +31,7 @@ from backdrop.hparams import load_config, make_config
 from backdrop.job import run_job
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "studio"
+EXPERIMENT = "studio"
 SIDE = 64
 NAMES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
 
@@ -73,6 +75,9 @@ def build_studio(root, data_dir, train_images, test_images):
     return root
 
 
+SUMMARY = ("clean", "mean", "worst", "bg_gap")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", help="folder holding fashion-mnist/ (or $BACKDROP_DATA_DIR)")
@@ -83,37 +88,59 @@ def main():
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--limit", type=int, help="keep the first N images of each split (a quick check)")
     p.add_argument("--epochs", type=int, help="every phase's epochs (a quick check, not the benchmark)")
+    p.add_argument("--parallel", action="store_true",
+                   help="train the runs as Ray tasks of one CPU each, as many at a time as Ray has CPUs; "
+                        "finished runs of the same config and commit are reused")
+    p.add_argument("--rerun", action="store_true", help="with --parallel: train every run, reusing none")
+    p.add_argument("--address", help="with --parallel: a Ray cluster (HOST:PORT or auto); default: a new local instance")
     p.add_argument("--tracking-uri")
     a = p.parse_args()
     if a.train_images < 100 or a.test_images < 20:
         raise UserError("--train-images must be at least 100 and --test-images at least 20")
+    if (a.address or a.rerun) and not a.parallel:
+        raise UserError("--address and --rerun need --parallel (the sequential runs train in this process)")
+    unknown = [m for m in a.methods if not (CONFIGS / f"{m}.yaml").exists()]
+    if unknown:
+        raise UserError(f"--methods {' '.join(unknown)}: the studio has configs for "
+                        + ", ".join(sorted(f.stem for f in CONFIGS.glob("*.yaml"))))
     t0 = time.perf_counter()
     root = build_studio(a.studio_dir, a.data_dir, a.train_images, a.test_images).resolve()
     print(f"studio folder {root}: {a.train_images} training, {a.test_images} test images "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    rows = []
-    for seed in a.seeds:
-        for method in a.methods:
-            cfg = load_config(CONFIGS / f"{method}.yaml")
-            quick = {**({"limit": a.limit} if a.limit else {}),
-                     **({k: a.epochs for k in ("epochs_f", "epochs_mask", "epochs_adv")} if a.epochs else {})}
-            cfg = make_config({**cfg, **quick, "dataset": f"folder:{root}", "image_size": SIDE, "seed": seed})
-            t = time.perf_counter()
-            out = run_job(cfg, tracking_uri=a.tracking_uri, experiment="studio", run_name=f"{method}-seed{seed}",
-                          progress=False, tags={"benchmark": "studio"}, with_noise=False)
-            test, wall = out["test"], time.perf_counter() - t
-            world = [test[k] for k in test if k not in ("clean", "mean", "worst", "bg_gap")]
-            rows.append((method, seed, test["clean"], test["mean"], test["worst"], wall))
-            print(f"{method} seed {seed}: {wall / 60:.1f} min, studio {100 * test['clean']:.1f}, world mean "
-                  f"{100 * test['mean']:.1f}, worst {100 * test['worst']:.1f} ({len(world)} families: "
-                  + ", ".join(f"{k} {100 * test[k]:.1f}" for k in test if k not in ("clean", "mean", "worst", "bg_gap"))
-                  + ")", flush=True)
-    print("\n| method | seed | studio (clean) | world mean | world worst | clean − mean | clean − worst | wall |")
-    print("|---|---|---|---|---|---|---|---|")
-    for method, seed, clean, mean, worst, wall in rows:
-        print(f"| {method} | {seed} | {100 * clean:.1f} | {100 * mean:.1f} | {100 * worst:.1f} | "
-              f"{100 * (clean - mean):.1f} | {100 * (clean - worst):.1f} | {wall / 60:.1f} min |")
-    print(f"tracking: {tracking.tracking_uri(a.tracking_uri)}, experiment studio")
+    quick = {**({"limit": a.limit} if a.limit else {}),
+             **({k: a.epochs for k in ("epochs_f", "epochs_mask", "epochs_adv")} if a.epochs else {})}
+    configs = {(method, seed): make_config({**load_config(CONFIGS / f"{method}.yaml"), **quick,
+                                            "dataset": f"folder:{root}", "image_size": SIDE, "seed": seed})
+               for seed in a.seeds for method in a.methods}
+    started = time.perf_counter()
+    if a.parallel:
+        from backdrop.ablate import run_configs
+        run_of = run_configs(configs, experiment=EXPERIMENT, tags={"benchmark": "studio"}, tracking_uri=a.tracking_uri,
+                             address=a.address, rerun=a.rerun, with_noise=False, say=lambda line: print(line, flush=True))
+    else:
+        run_of = {(method, seed): run_job(cfg, tracking_uri=a.tracking_uri, experiment=EXPERIMENT,
+                                          run_name=f"{method}-seed{seed}", progress=False,
+                                          tags={"benchmark": "studio"}, with_noise=False)["run_id"]
+                  for (method, seed), cfg in configs.items()}
+    client = MlflowClient(tracking.tracking_uri(a.tracking_uri))
+    print("\n| method | seed | studio (clean) | world mean | world worst | clean − mean | clean − worst | "
+          "weakest world family | wall |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (method, seed), run_id in run_of.items():
+        run = client.get_run(run_id)
+        test = {k[5:]: 100 * v for k, v in run.data.metrics.items() if k.startswith("test/")}
+        world = {k: v for k, v in test.items() if k not in SUMMARY}
+        weakest = min(world, key=world.get)
+        wall = (run.info.end_time - run.info.start_time) / 60000
+        print(f"| {method} | {seed} | {test['clean']:.1f} | {test['mean']:.1f} | {test['worst']:.1f} | "
+              f"{test['clean'] - test['mean']:.1f} | {test['clean'] - test['worst']:.1f} | "
+              f"{weakest} {world[weakest]:.1f} | {wall:.1f} min |")
+    print("\nper family (%): " + "; ".join(
+        f"{method} seed {seed}: " + ", ".join(f"{k[5:]} {100 * v:.1f}" for k, v in sorted(client.get_run(r).data.metrics.items())
+                                              if k.startswith("test/") and k[5:] not in SUMMARY)
+        for (method, seed), r in run_of.items()))
+    print(f"wall time, all runs: {(time.perf_counter() - started) / 60:.1f} min; "
+          f"tracking: {tracking.tracking_uri(a.tracking_uri)}, experiment {EXPERIMENT}")
 
 
 if __name__ == "__main__":

@@ -96,30 +96,19 @@ def run_in_process(configs, a, experiment):
 
 
 def run_parallel(configs, a, experiment):
-    """Every (method, seed) as a Ray task (ablate.train_jobs: the driver logs each record)."""
+    """Every (method, seed) as a Ray task (ablate.run_configs: the driver logs each record)."""
     from mlflow import MlflowClient
 
-    from backdrop.ablate import reusable_runs, train_jobs
-    from backdrop.data import data_dir_for_workers, splits_of
-    from backdrop.specs import Job, config_key
+    from backdrop.ablate import run_configs
 
-    data_dir = data_dir_for_workers(a.data_dir)     # Ray tasks run in working directories of their own
-    first = next(iter(configs.values()))
-    splits_of(first, data_dir)                                       # bad data: fail before Ray
+    run_of = run_configs(configs, experiment=experiment, tags={"benchmark": "table1"}, tracking_uri=a.tracking_uri,
+                         data_dir=a.data_dir, address=a.address, rerun=a.rerun, with_noise=a.noise_curve,
+                         gpus_per_run=a.gpus_per_run, say=lambda line: print(line, flush=True))
     client = MlflowClient(tracking.tracking_uri(a.tracking_uri))
-    exp_id = tracking.experiment_id(client, experiment)
-    jobs = [Job("table1", method, seed, cfg, config_key(cfg)) for (method, seed), cfg in configs.items()]
-    run_of = {} if a.rerun else reusable_runs(client, exp_id, jobs, tracking.git_commit())
-    todo = [j for j in jobs if j.key not in run_of]
-    print(f"{len(run_of)} finished run(s) of the same config and commit reused, {len(todo)} to train", flush=True)
-    if todo:
-        run_of.update(train_jobs(client, exp_id, todo, None, {"benchmark": "table1"}, data_dir, a.address,
-                                 lambda line: print(line, flush=True), with_noise=a.noise_curve,
-                                 gpus_per_run=a.gpus_per_run))
     walls = {}
-    for job in jobs:
-        run = client.get_run(run_of[job.key])
-        walls[(job.spec, job.seed)] = (run.info.end_time - run.info.start_time) / 1000
+    for key, run_id in run_of.items():
+        run = client.get_run(run_id)
+        walls[key] = (run.info.end_time - run.info.start_time) / 1000
     return walls
 
 

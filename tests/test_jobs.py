@@ -78,3 +78,7 @@ def test_a_placement_is_named_and_workers_are_counted():
         Placement("cluster")
     with pytest.raises(UserError, match="--workers must be at least 1, got 0"):
         Placement("train", workers=0)
+    for unused in (dict(where="process", workers=2), dict(where="task", storage_path="/tmp/x"),
+                   dict(where="train", workers=2, gpus=0.5), dict(where="process", address="auto")):
+        with pytest.raises(ValueError, match=f"placement '{unused['where']}'"):
+            Placement(**unused)

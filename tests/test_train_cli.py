@@ -106,6 +106,7 @@ def test_model_api_rejects_bad_batches(tmp_path):
     (["--lr-f", "5"], ["lr_f", "outside"]),
     (["--dataset", "mnist", "--data-dir", "/nonexistent/dir"], ["/nonexistent/dir", "does not exist"]),
     (["--config", "/nonexistent.yaml"], ["/nonexistent.yaml"]),
+    (["--storage-path", "/tmp/ckpt"], ["--storage-path", "--workers 2"]),
 ])
 def test_bad_input_is_one_line(args, needles, tmp_path):
     proc = run_cli("platform.train", "--tracking-uri", f"sqlite:///{tmp_path}/x.db", *args)

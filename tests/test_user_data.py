@@ -97,7 +97,14 @@ def test_an_npz_of_grayscale_arrays_with_class_names_and_its_own_test_split(tmp_
     np.savez(path, x=x[::2], y=y[::2], x_test=x[1::2], y_test=y[1::2], class_names=np.array(CLASSES))
     splits = load_dataset(f"npz:{path}", seed=0)
     assert splits.train.x.shape[1:] == (1, 32, 32) and splits.class_names == CLASSES
-    assert torch.equal(splits.test.x[:, 0], torch.from_numpy(x[1::2]).float() / 255)   # 32 px: not resampled
+    # 32 px: not resampled; the same images with their labels, in a fixed order that mixes the classes
+    expected = torch.from_numpy(x[1::2]).float() / 255
+    order = [next(i for i in range(len(expected)) if torch.equal(got, expected[i])) for got in splits.test.x[:, 0]]
+    assert sorted(order) == list(range(len(expected)))
+    assert torch.equal(splits.test.y, torch.from_numpy(y[1::2])[order])
+    # The files come class by class; the first few images of a split (`limit`) still hold most classes.
+    few = load_dataset(f"npz:{path}", seed=0, limit=8)
+    assert set(few.test.y.tolist()) == set(few.train.y.tolist()) == set(range(len(CLASSES)))
 
 
 def bad_cases(tmp_path):

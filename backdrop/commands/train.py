@@ -32,6 +32,9 @@ def main(argv=None, prog="python -m platform.train"):
     args = build_parser(prog).parse_args(argv)
     overrides = load_yaml(args.config) if args.config else {}
     cfg = make_config({**overrides, **hparam_overrides(args)}, where=args.config or "command line")
+    if args.storage_path and args.workers < 2:
+        from backdrop.errors import UserError
+        raise UserError("--storage-path is where Ray Train keeps checkpoints; it needs --workers 2 or more")
     from backdrop.job import Placement, run_job
     placement = Placement("train" if args.workers > 1 else "process", workers=args.workers,
                           storage_path=args.storage_path)
