@@ -18,6 +18,7 @@ file, so `--save` means the same in every placement.
 import os
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +124,12 @@ def train_record(cfg, splits, record, *, device="cpu", with_noise=True, progress
         if on_epoch:
             on_epoch(record["epochs"][-1])
 
+    cpu = time.process_time()
     algorithm = train(cfg, splits, on_epoch=each, device=device, progress=progress)
     record.update(score(algorithm, splits, device, with_noise), val=final_val(record))
+    # The CPU time this process spent training and scoring: on a shared machine the wall time
+    # says how crowded it was, this says what the job itself cost.
+    record["cpu_s"] = time.process_time() - cpu
     return record
 
 

@@ -21,6 +21,7 @@ from . import mlflow_model, tracking
 
 WEIGHTS_FILE = "model.pt"    # the record's model file, logged as the MLflow Model `model`
 MLFLOW_PARAMS_BATCH = 100    # MLflow's limit on params per log_batch call
+CPU_TAG = "backdrop.cpu_seconds"   # the job's own CPU time (train + score), where it trained in one process
 
 
 def open_run(client, experiment_id, record, *, run_name=None, tags=None, parent_run_id=None):
@@ -63,6 +64,8 @@ def finish_run(client, run_id, scored, registered_name=None):
         # The MLflow Model API logs to the active run: this run, briefly, in this process.
         with tracking.resumed_run(client.tracking_uri, run_id):
             info = mlflow_model.log_model(Path(d) / WEIGHTS_FILE, scored["example"], registered_name)
+    if "cpu_s" in scored:
+        client.set_tag(run_id, CPU_TAG, f"{scored['cpu_s']:.1f}")
     client.set_terminated(run_id, "FINISHED", end_time=scored["end"])
     return info
 

@@ -5,6 +5,10 @@ in colour and held-out photographs).
 
     python benchmarks/studio.py --data-dir ../shared/data --seeds 0 1 2 --parallel
 
+With --parallel the runs are Ray tasks of one CPU each, as many at a time as Ray has CPUs, and a
+finished run of the same config and commit is reused. The table gives each run's wall time and its
+own CPU time (what it costs on one core, however crowded the machine was).
+
 The studio: each Fashion-MNIST object (its intensity is the object's opacity) tinted a random
 colour, drawn 40-48 px tall at a random position near the centre of a 64×64 frame, lit by a soft
 shading across it, on a plain backdrop of a random light colour with a gentle gradient and sensor
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from mlflow import MlflowClient
 
-from backdrop import tracking
+from backdrop import records, tracking
 from backdrop.data import read_source
 from backdrop.errors import UserError, one_line_errors
 from backdrop.hparams import load_config, make_config
@@ -124,17 +128,18 @@ def main():
                   for (method, seed), cfg in configs.items()}
     client = MlflowClient(tracking.tracking_uri(a.tracking_uri))
     print("\n| method | seed | studio (clean) | world mean | world worst | clean − mean | clean − worst | "
-          "weakest world family | wall |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "weakest world family | wall | CPU time |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (method, seed), run_id in run_of.items():
         run = client.get_run(run_id)
         test = {k[5:]: 100 * v for k, v in run.data.metrics.items() if k.startswith("test/")}
         world = {k: v for k, v in test.items() if k not in SUMMARY}
         weakest = min(world, key=world.get)
         wall = (run.info.end_time - run.info.start_time) / 60000
+        cpu = float(run.data.tags.get(records.CPU_TAG, "nan")) / 60
         print(f"| {method} | {seed} | {test['clean']:.1f} | {test['mean']:.1f} | {test['worst']:.1f} | "
               f"{test['clean'] - test['mean']:.1f} | {test['clean'] - test['worst']:.1f} | "
-              f"{weakest} {world[weakest]:.1f} | {wall:.1f} min |")
+              f"{weakest} {world[weakest]:.1f} | {wall:.1f} min | {cpu:.1f} min |")
     print("\nper family (%): " + "; ".join(
         f"{method} seed {seed}: " + ", ".join(f"{k[5:]} {100 * v:.1f}" for k, v in sorted(client.get_run(r).data.metrics.items())
                                               if k.startswith("test/") and k[5:] not in SUMMARY)

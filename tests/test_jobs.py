@@ -8,7 +8,7 @@ import pytest
 import ray
 import torch
 
-from backdrop import distributed
+from backdrop import distributed, records
 from backdrop.api import load_model
 from backdrop.errors import UserError
 from backdrop.job import Placement, run_job
@@ -57,6 +57,8 @@ def test_every_placement_records_the_same_run(where, background, store, tmp_path
     assert [m.step for m in client.get_metric_history(out["run_id"], "val/worst")] == list(range(1, epochs + 1))
     assert run.data.metrics["test/clean"] == out["test"]["clean"] and 0 <= out["test"]["worst"] <= 1
     assert {f"class/{k}" for k in range(10)} <= set(run.data.metrics)       # clean accuracy per class
+    if where != "train":                                  # one process trained it: its own CPU time
+        assert float(run.data.tags[records.CPU_TAG]) > 0
     drawn = {a.path for a in client.list_artifacts(out["run_id"])}
     assert {"test_backgrounds.png", "test_per_class.png"} <= drawn
     if background != "vanilla":
