@@ -8,7 +8,8 @@ MLflow layout (experiment `backdrop-ablations` by default):
 - a child run per (spec, seed) (`mlflow.parentRunId`), tagged `spec`, `seed`, `config_key`
   (a hash of the full config) and `git_commit`, and `role.<ablation>` = reference | variant for
   every ablation that uses it (a shared reference run nests under one parent only).
-A run is identified by (config_key, git_commit): a FINISHED run with the same pair is reused
+A run is identified by (config_key, git_commit), config_key covering a user's data set's files
+too (specs.run_key): a FINISHED run with the same pair is reused
 instead of retrained, so re-running resumes, and the reference's runs are shared by every
 ablation with the same dataset, seeds and budget. Uncommitted edits do not change the commit:
 pass `rerun=True` (--rerun) to retrain after changing code without committing.
@@ -30,7 +31,7 @@ from mlflow.entities import Metric, Param
 from . import experiments, records, specs as S, tracking
 from .distributed import cpus_free
 from .backgrounds import TEST_FAMILIES
-from .data import source_of
+from .data import data_dir_for_workers, source_of, splits_of
 from .errors import UserError
 from .job import train_task
 from .stats import PairedDelta, mean_sd, paired_delta
@@ -196,15 +197,14 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, wi
 
 def run_configs(configs, *, experiment, tags, tracking_uri=None, data_dir=None, address=None, rerun=False,
                 with_noise=True, gpus_per_run=0.0, say=print):
-    """A benchmark's runs, {(name, seed): cfg}, as Ray tasks; a FINISHED run of the same config at
-    the same commit is reused (unless `rerun`), so the same command finishes a set rather than
-    redoing it. Returns {(name, seed): run id}."""
-    from .data import data_dir_for_workers, splits_of
+    """A benchmark's runs, {(name, seed): cfg}, as Ray tasks; a FINISHED run of the same config
+    (and, for a user's data set, the same files) at the same commit is reused (unless `rerun`), so
+    the same command finishes a set rather than redoing it. Returns {(name, seed): run id}."""
     data_dir = data_dir_for_workers(data_dir)       # Ray tasks run in working directories of their own
     splits_of(next(iter(configs.values())), data_dir)                # bad data: fail before Ray
     client = MlflowClient(tracking.tracking_uri(tracking_uri))
     exp_id = tracking.experiment_id(client, experiment)
-    jobs = {(name, seed): S.Job("run", name, seed, cfg, S.config_key(cfg)) for (name, seed), cfg in configs.items()}
+    jobs = {(name, seed): S.Job("benchmark", name, seed, cfg, S.run_key(cfg)) for (name, seed), cfg in configs.items()}
     run_of = {} if rerun else reusable_runs(client, exp_id, jobs.values(), tracking.git_commit())
     todo = [j for j in jobs.values() if j.key not in run_of]
     say(f"{len(run_of)} finished run(s) of the same config and commit reused, {len(todo)} to train")
@@ -276,7 +276,6 @@ def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, override
     `gpus_per_run`: a GPU share per Ray task (0.25 packs four runs on each GPU); 0, the CPU."""
     if gpus_per_run < 0 or (gpus_per_run > 1 and gpus_per_run != int(gpus_per_run)):
         raise UserError(f"--gpus-per-run must be a share of one GPU (0 to 1) or a whole number, got {gpus_per_run:g}")
-    from .data import data_dir_for_workers, splits_of
     from .results import ablation_table
 
     specs = S.load_specs(specs_dir)

@@ -31,3 +31,22 @@ def check_image_size(image_size: int) -> int:
         raise UserError(f"image_size {image_size} is not supported; use one of {', '.join(map(str, IMAGE_SIZES))} "
                         "(or 0: from the data)")
     return image_size
+
+
+def files_signature(root: pathlib.Path) -> tuple:
+    """Every file under `root` (or `root` itself) with its size and modification time: what a
+    user's data set is, for a cache (read again when it changes) and for a run's identity."""
+    files = sorted(root.rglob("*")) if root.is_dir() else [root]
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
+
+
+def data_identity(name: str) -> str:
+    """For a user's data set, a digest of its files' signature (so a changed folder is a new data
+    set, never answered by runs on the old one); for a built-in one, "" (checksums fix its files)."""
+    import hashlib
+    kind, _, path = check_dataset_name(name).partition(":")
+    if kind not in USER_KINDS:
+        return ""
+    root = pathlib.Path(path).expanduser().resolve()
+    signature = files_signature(root) if root.exists() else ()
+    return hashlib.sha1(repr(signature).encode()).hexdigest()[:16]

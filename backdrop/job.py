@@ -1,8 +1,8 @@
 """One training job: a config and its data in, one record out, wherever it trains.
 
 `run_job(cfg, placement)` is what `platform.train`, `benchmarks/table1.py` and the studio
-benchmark call; `platform.ablate` and Table 1's `--parallel` submit many `train_task`s at once
-and write each record as it returns. A `Placement` says where the job trains:
+benchmark call; `platform.ablate` and the benchmarks' `--parallel` submit many `train_task`s at
+once (ablate.train_jobs) and write each record as it returns. A `Placement` says where the job trains:
 
 - `IN_PROCESS`: here, no Ray. Its epochs reach MLflow as they end.
 - `Placement("task")`: one Ray task of one CPU (or a GPU share), which returns the whole record.

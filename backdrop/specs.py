@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import shipped
-from .dataset_names import DATASETS, check_dataset_name
+from .dataset_names import DATASETS, check_dataset_name, data_identity
 from .errors import UserError
 from .hparams import check_value, load_yaml, make_config
 
@@ -52,11 +52,11 @@ class Spec:
 @dataclass(frozen=True)
 class Job:
     """One training run of a plan: which side, which seed, the full config and its identity."""
-    side: str                # "reference" or "variant"
-    spec: str                # the spec whose config this is
+    side: str                # "reference" or "variant" (a benchmark's runs: "benchmark")
+    spec: str                # the spec whose config this is (a benchmark's: the method)
     seed: int
     cfg: dict
-    key: str                 # config hash: equal configs are the same run, whichever ablation asks
+    key: str                 # run_key: equal configs on the same files are one run, whichever ablation asks
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,13 @@ class Plan:
 def config_key(cfg) -> str:
     """Stable identity of a config (every hparam, dataset and seed included)."""
     return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_key(cfg) -> str:
+    """A run's identity for reuse: its config and, for a user's data set, the files it reads, so
+    a run on a folder whose images changed (or a studio rebuilt at another size) is not reused."""
+    identity = data_identity(cfg["dataset"])
+    return config_key({**cfg, "data_files": identity} if identity else cfg)
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -207,7 +214,7 @@ def plan(spec, specs, dataset, seeds=None, overrides=None) -> Plan:
     for seed in seeds:
         for side, s in (("reference", reference), ("variant", spec)):
             cfg = cfg_for(s, specs, dataset, seed, budget)
-            jobs.append(Job(side, s.name, seed, cfg, config_key(cfg)))
+            jobs.append(Job(side, s.name, seed, cfg, run_key(cfg)))
     p = Plan(spec, reference, dataset, seeds, tuple(jobs), budget)
     if p.same_as_reference and not spec.is_base:
         raise UserError(f"'{spec.name}' is identical to its reference '{reference.name}' under these settings "

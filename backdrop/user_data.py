@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Source, _carve
-from .dataset_names import IMAGE_SIZES, check_image_size
+from .dataset_names import IMAGE_SIZES, check_image_size, files_signature
 from .errors import UserError
 
 TEST_FRACTION = 0.2
@@ -52,16 +52,11 @@ def read_user_source(kind: str, path: str, image_size: int = 0) -> Source:
         raise UserError(f"{kind}:{path}: {root} does not exist; give the path of your "
                         f"{'folder of class sub-folders' if kind == 'folder' else '.npz file'}")
     # Keyed on every file's size and mtime, so changed images are read again.
-    _READ[key] = _read_cached(kind, str(root), image_size, _signature(root))
+    _READ[key] = _read_cached(kind, str(root), image_size, files_signature(root))
     return _READ[key]
 
 
 _READ: dict = {}      # (kind, path, image_size) -> the Source this process last read there
-
-
-def _signature(root: pathlib.Path) -> tuple:
-    files = sorted(root.rglob("*")) if root.is_dir() else [root]
-    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
 
 
 @functools.lru_cache(maxsize=4)
@@ -71,11 +66,7 @@ def _read_cached(kind, root, image_size, signature):
     names = splits.pop("class_names")
     images = [img for x, _ in splits.values() for img in x]
     side = _chosen_size(images, image_size, root)
-    arrays = {k: (_resized(x, side), np.asarray(y, dtype=np.int64)) for k, (x, y) in splits.items()}
-    # Files come class by class; a fixed shuffle mixes the classes, so that `limit` (the first N
-    # images of a split) and the figures' first test images hold every class, not the first few.
-    arrays = {k: (x[order], y[order]) for k, (x, y) in arrays.items()
-              for order in [np.random.RandomState(ORDER_SEED).permutation(len(y))]}
+    arrays = {k: _mixed(_resized(x, side), np.asarray(y, dtype=np.int64)) for k, (x, y) in splits.items()}
     for a in (a for pair in arrays.values() for a in pair):
         a.flags.writeable = False                 # cached and shared: never written
     label = f"{kind}:{root}"
@@ -87,6 +78,13 @@ def _read_cached(kind, root, image_size, signature):
         pool_x, pool_y, test_x, test_y = x[pool], y[pool], x[test], y[test]
     val_x, val_y = arrays.get("val", (None, None))
     return Source(label, pool_x, pool_y, test_x, test_y, VAL_FRACTION, val_x, val_y, len(names), tuple(names))
+
+
+def _mixed(x, y):
+    """Files come class by class; a fixed shuffle mixes the classes, so that `limit` (the first N
+    images of a split) and the figures' first test images hold every class, not the first few."""
+    order = np.random.RandomState(ORDER_SEED).permutation(len(y))
+    return x[order], y[order]
 
 
 # ----------------------------------------------------------------------------- folders

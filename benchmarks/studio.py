@@ -6,8 +6,9 @@ in colour and held-out photographs).
     python benchmarks/studio.py --data-dir ../shared/data --seeds 0 1 2 --parallel
 
 With --parallel the runs are Ray tasks of one CPU each, as many at a time as Ray has CPUs, and a
-finished run of the same config and commit is reused. The table gives each run's wall time and its
-own CPU time (what it costs on one core, however crowded the machine was).
+finished run of the same config, studio files and commit is reused. The table gives each run's
+wall time and its own CPU time: the seconds of all its threads, so with --parallel (one thread a
+run) what it costs on one core, however crowded the machine was.
 
 The studio: each Fashion-MNIST object (its intensity is the object's opacity) tinted a random
 colour, drawn 40-48 px tall at a random position near the centre of a 64×64 frame, lit by a soft
@@ -29,6 +30,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from backdrop import records, tracking
+from backdrop.backgrounds import COLOUR_TEST_FAMILIES
 from backdrop.data import read_source
 from backdrop.errors import UserError, one_line_errors
 from backdrop.hparams import load_config, make_config
@@ -79,9 +81,6 @@ def build_studio(root, data_dir, train_images, test_images):
     return root
 
 
-SUMMARY = ("clean", "mean", "worst", "bg_gap")
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", help="folder holding fashion-mnist/ (or $BACKDROP_DATA_DIR)")
@@ -117,35 +116,44 @@ def main():
                                             "dataset": f"folder:{root}", "image_size": SIDE, "seed": seed})
                for seed in a.seeds for method in a.methods}
     started = time.perf_counter()
+    client = MlflowClient(tracking.tracking_uri(a.tracking_uri))
+    say = lambda line: print(line, flush=True)      # noqa: E731
     if a.parallel:
         from backdrop.ablate import run_configs
         run_of = run_configs(configs, experiment=EXPERIMENT, tags={"benchmark": "studio"}, tracking_uri=a.tracking_uri,
-                             address=a.address, rerun=a.rerun, with_noise=False, say=lambda line: print(line, flush=True))
+                             address=a.address, rerun=a.rerun, with_noise=False, say=say)
+        rows = [row(client, key, run_id) for key, run_id in run_of.items()]
     else:
-        run_of = {(method, seed): run_job(cfg, tracking_uri=a.tracking_uri, experiment=EXPERIMENT,
-                                          run_name=f"{method}-seed{seed}", progress=False,
-                                          tags={"benchmark": "studio"}, with_noise=False)["run_id"]
-                  for (method, seed), cfg in configs.items()}
-    client = MlflowClient(tracking.tracking_uri(a.tracking_uri))
+        rows = []
+        for (method, seed), cfg in configs.items():
+            run_id = run_job(cfg, tracking_uri=a.tracking_uri, experiment=EXPERIMENT, run_name=f"{method} s{seed}",
+                             progress=False, tags={"benchmark": "studio"}, with_noise=False)["run_id"]
+            rows.append(row(client, (method, seed), run_id))
+            say(f"{method} seed {seed}: {rows[-1]['line']}")
     print("\n| method | seed | studio (clean) | world mean | world worst | clean − mean | clean − worst | "
           "weakest world family | wall | CPU time |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for (method, seed), run_id in run_of.items():
-        run = client.get_run(run_id)
-        test = {k[5:]: 100 * v for k, v in run.data.metrics.items() if k.startswith("test/")}
-        world = {k: v for k, v in test.items() if k not in SUMMARY}
-        weakest = min(world, key=world.get)
-        wall = (run.info.end_time - run.info.start_time) / 60000
-        cpu = float(run.data.tags.get(records.CPU_TAG, "nan")) / 60
-        print(f"| {method} | {seed} | {test['clean']:.1f} | {test['mean']:.1f} | {test['worst']:.1f} | "
-              f"{test['clean'] - test['mean']:.1f} | {test['clean'] - test['worst']:.1f} | "
-              f"{weakest} {world[weakest]:.1f} | {wall:.1f} min | {cpu:.1f} min |")
-    print("\nper family (%): " + "; ".join(
-        f"{method} seed {seed}: " + ", ".join(f"{k[5:]} {100 * v:.1f}" for k, v in sorted(client.get_run(r).data.metrics.items())
-                                              if k.startswith("test/") and k[5:] not in SUMMARY)
-        for (method, seed), r in run_of.items()))
+    for r in rows:
+        print(r["row"])
+    print("\nper family (%): " + "; ".join(f"{r['method']} seed {r['seed']}: {r['line']}" for r in rows))
     print(f"wall time, all runs: {(time.perf_counter() - started) / 60:.1f} min; "
           f"tracking: {tracking.tracking_uri(a.tracking_uri)}, experiment {EXPERIMENT}")
+
+
+def row(client, key, run_id):
+    """One run's table row and its per-family line, from what MLflow holds."""
+    method, seed = key
+    run = client.get_run(run_id)
+    test = {k[5:]: 100 * v for k, v in run.data.metrics.items() if k.startswith("test/")}
+    world = {f: test[f] for f in COLOUR_TEST_FAMILIES if f in test}
+    weakest = min(world, key=world.get)
+    wall = (run.info.end_time - run.info.start_time) / 60000
+    cpu = run.data.tags.get(records.CPU_TAG)
+    return {"method": method, "seed": seed,
+            "line": f"studio {test['clean']:.1f}; " + ", ".join(f"{f} {v:.1f}" for f, v in world.items()),
+            "row": f"| {method} | {seed} | {test['clean']:.1f} | {test['mean']:.1f} | {test['worst']:.1f} | "
+                   f"{test['clean'] - test['mean']:.1f} | {test['clean'] - test['worst']:.1f} | {weakest} | "
+                   f"{wall:.1f} min | {f'{float(cpu) / 60:.1f} min' if cpu else '—'} |"}
 
 
 if __name__ == "__main__":

@@ -137,3 +137,19 @@ def test_bad_flags_are_one_line(tmp_path, args, needle):
     out = ablate("mask_off", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *args)
     assert_one_line_error(out, needle)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_run_on_your_own_images_is_the_same_run_only_while_the_files_are_the_same(tmp_path):
+    """Reuse (ablations, benchmarks) is keyed on a user's files too: a folder whose images changed
+    is a new data set, never answered by runs on the old one; a built-in data set's key is its config's."""
+    from backdrop.specs import config_key, run_key
+    for name in ("a", "b"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        (tmp_path / "photos" / name / "1.png").write_bytes(b"x")
+    cfg = make_config({"dataset": f"folder:{tmp_path / 'photos'}"})
+    key = run_key(cfg)
+    assert run_key(cfg) == key != config_key(cfg)
+    (tmp_path / "photos" / "b" / "2.png").write_bytes(b"y")
+    assert run_key(cfg) != key
+    mnist = make_config({"dataset": "mnist"})
+    assert run_key(mnist) == config_key(mnist)
