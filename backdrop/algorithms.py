@@ -373,11 +373,12 @@ class Adversarial(Algorithm):
         x, y = batch["x"], batch["y"]
         m = self.live("f_m")(x)
         with frozen(self.f):
-            ce = F.cross_entropy(self.f(x * m), y)
+            ce = F.cross_entropy(self.f(M.lift_object(x, m, self.cfg["mask_fill"])), y)
         penalty = self.mask_penalty(m)
         (ce + penalty).backward()
         self.step_optimizers("f_m")
-        return {"loss_mask_ce": ce.item(), "loss_mask_penalty": penalty.item(), "mask_mean": m.mean().item()}
+        return {"loss_mask_ce": ce.item(), "loss_mask_penalty": penalty.item(), "mask_mean": m.mean().item(),
+                **M.polarity(m.detach(), x)}
 
     def update_adversarial(self, batch):
         x, y = batch["x"], batch["y"]
@@ -432,7 +433,7 @@ class Adversarial(Algorithm):
                 if div is not None:
                     losses["diversity"] = div
         if with_mask_loss:
-            losses["mask_mean"] = soft.mean().item()
+            losses.update(mask_mean=soft.mean().item(), **M.polarity(soft.detach(), x))
         return losses
 
     def ascend(self, x, y, m):

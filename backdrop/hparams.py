@@ -83,6 +83,9 @@ HPARAMS = {
     "mask_area": HParam(0.2, "fraction of pixels the mask may cover for free", low=0.0, high=1.0),
     "mask_area_loss": HParam("linear", "area penalty relu(mean(m) - area), or its square", ("linear", "squared")),
     "mask_images": HParam(0, "train the mask U-Net on the first N training images only (0 = all)", low=0),
+    "mask_fill": HParam("backdrop", "what the mask phase shows f where the mask is off: the image's keyed studio "
+                                    "backdrop (black on a black one, so x*m there) or black",
+                        ("backdrop", "black")),
     "mask_tv": HParam(0.1, "weight of the mask's total variation", low=0.0),
     "binarize": HParam("otsu", "mask binarisation before compositing", ("otsu", "0.5", "quantile", "none")),
     # networks

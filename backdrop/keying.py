@@ -1,7 +1,8 @@
 """Where the object is: the pixels that differ from the studio backdrop.
 
 The test and validation suites lay a pattern everywhere but near the object, and the `heuristic`
-mask is the object itself; both need the object's support. It is keyed per image and channel
+mask is the object itself; both need the object's support. The mask phase shows f the backdrop
+itself wherever the mask is off (`mask_fill`). It is keyed per image and channel
 against the backdrop seen on the image's border (a 2-px frame): a plane fitted to the frame (a
 studio backdrop may brighten gently across it), fitted twice, the second time without the frame
 pixels the first fit calls outliers (an object touching the frame), and a tolerance of
@@ -34,9 +35,24 @@ def _frame_fit(h: int, w: int, device: str):
 
 def object_support(x: torch.Tensor) -> torch.Tensor:
     """Bool N×1×H×W: True where any channel of x differs from the image's keyed backdrop."""
+    plane, tolerance = _keyed(x)
+    n, ch, h, w = x.shape
+    return ((x.reshape(n, ch, h * w).to(torch.float64) - plane).abs() > tolerance).any(1, keepdim=True).reshape(n, 1, h, w)
+
+
+def keyed_backdrop(x: torch.Tensor) -> torch.Tensor:
+    """N×C×H×W in x's dtype: the studio backdrop each image is keyed against, the fitted plane
+    seen everywhere, as if the object were lifted out; exactly 0 on a black backdrop."""
+    plane, _ = _keyed(x)
+    return plane.reshape(x.shape).to(x.dtype)
+
+
+def _keyed(x):
+    """(plane N×C×HW, tolerance N×C×1), both float64: the backdrop fitted to each image's frame and
+    how far from it a pixel may lie and still be backdrop."""
     n, ch, h, w = x.shape
     frame, pinv, grid = _frame_fit(h, w, str(x.device))
-    flat = x.reshape(n, ch, h * w).to(torch.float64)
+    flat = x.detach().reshape(n, ch, h * w).to(torch.float64)
     border = flat[:, :, frame]                                    # N×C×B
     design = grid[frame]                                          # B×3
     plane = (border @ pinv.T) @ grid.T                            # first fit: every frame pixel
@@ -52,8 +68,7 @@ def object_support(x: torch.Tensor) -> torch.Tensor:
     # A frame mostly exactly 0 is a black backdrop that an object (or an augmentation's shift)
     # reaches into: the backdrop is 0 and so is the tolerance, as on an all-zero frame.
     black = border.median(-1, keepdim=True).values == 0
-    plane, tolerance = torch.where(black, 0.0, plane), torch.where(black, 0.0, tolerance)
-    return ((flat - plane).abs() > tolerance).any(1, keepdim=True).reshape(n, 1, h, w)
+    return torch.where(black, 0.0, plane), torch.where(black, 0.0, tolerance)
 
 
 def _tolerance(residual, border):

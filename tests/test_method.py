@@ -73,6 +73,60 @@ def test_mask_penalties():
     assert M.total_variation(m).item() == pytest.approx(8 / 56)
 
 
+def light_backdrop_digits(path, seed=0):
+    """The digits drawn in dark, tinted ink on a light studio backdrop (a gradient, a tint and
+    sensor noise), saved as an RGB .npz: a toy of the studio user's photographs."""
+    from backdrop.data import load_dataset
+    d = load_dataset("digits")
+    a = torch.cat([d.train.x, d.val.x, d.test.x]).numpy()[:, 0]
+    a = np.where(a > 0.25, a, 0)                       # the ink's opacity, without the faint resampling halo
+    rng = np.random.RandomState(seed)
+    n, rr = len(a), np.mgrid[0:32, 0:32][0] / 32
+    backdrop = (rng.uniform(0.6, 0.9, (n, 1, 1, 1)) + rng.uniform(-0.05, 0.05, (n, 1, 1, 1)) * rr[None, ..., None]
+                + rng.uniform(-0.03, 0.03, (n, 1, 1, 3)))
+    img = a[..., None] * rng.uniform(0.0, 0.5, (n, 1, 1, 3)) + (1 - a[..., None]) * backdrop
+    img += rng.normal(0, 0.01, img.shape)
+    np.savez(path, x=(img.clip(0, 1) * 255).round().astype(np.uint8),
+             y=torch.cat([d.train.y, d.val.y, d.test.y]).numpy())
+    return f"npz:{path}"
+
+
+def test_the_mask_phase_finds_the_object_on_a_light_backdrop(tmp_path):
+    """The mask phase shows f the keyed backdrop where the mask is off (mask_fill=backdrop), so the
+    label-free mask covers the object; filled with black, f (which never saw black) reads a black
+    silhouette on the backdrop better than the object on black, and the mask prefers the backdrop.
+    `polarity` tells the two apart: the mask's share on the object against the object's share."""
+    from backdrop.data import splits_of
+    dataset = light_backdrop_digits(tmp_path / "light.npz")
+    on_object = {}
+    for fill in ("backdrop", "black"):
+        cfg = tiny_config(dataset=dataset, method="adversarial", epochs_f=8, epochs_mask=4, epochs_adv=0,
+                          mask_area=0.3, mask_fill=fill)
+        splits = splits_of(cfg)
+        logged = {}
+        alg = train(cfg, splits, on_epoch=lambda e: logged.update(e.losses) if e.phase == "mask" else None)
+        assert accuracy(alg.predict, splits.test.x, splits.test.y) > 0.8
+        x = splits.val.x
+        polarity = M.polarity(M.binarize(alg.f_m(x).detach(), cfg["binarize"], cfg["mask_area"]), x)
+        assert 0.25 < polarity["object_share"] < 0.45
+        assert logged["object_share"] == pytest.approx(polarity["object_share"], abs=0.02)
+        on_object[fill] = (polarity["mask_on_object"] / polarity["object_share"], logged["mask_on_object"])
+    assert on_object["backdrop"][0] > 2.0 and on_object["backdrop"][1] > 0.6, on_object
+    assert on_object["black"][0] < 1.5, on_object
+
+
+def test_on_a_black_backdrop_the_mask_phase_trains_as_it_always_did(digits):
+    """The keyed backdrop of a black frame is exactly 0, so filling with it is x*m bit for bit:
+    MNIST-style data train the same U-Net with either fill."""
+    from backdrop.keying import keyed_backdrop
+    assert torch.equal(keyed_backdrop(digits.train.x), torch.zeros_like(digits.train.x))
+    nets = {}
+    for fill in ("backdrop", "black"):
+        cfg = tiny_config(method="adversarial", epochs_f=1, epochs_mask=1, epochs_adv=0, mask_fill=fill, augment=True)
+        nets[fill] = train(cfg, digits).f_m.state_dict()
+    assert all(torch.equal(nets["backdrop"][k], nets["black"][k]) for k in nets["black"])
+
+
 def test_otsu_matches_scikit_image():
     g = torch.Generator().manual_seed(0)
     imgs = torch.cat([0.2 * torch.rand(4, 1, 16, 16, generator=g), 0.7 + 0.3 * torch.rand(4, 1, 16, 16, generator=g)], 3)
