@@ -131,8 +131,8 @@ def main():
             rows.append(row(client, (method, seed), run_id))
             say(f"{method} seed {seed}: {rows[-1]['line']}")
     print("\n| method | seed | studio (clean) | world mean | world worst | clean − mean | clean − worst | "
-          "weakest world family | wall | CPU time |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "weakest world family | mask on object | wall | CPU time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(r["row"])
     print("\nper family (%): " + "; ".join(f"{r['method']} seed {r['seed']}: {r['line']}" for r in rows))
@@ -149,10 +149,14 @@ def row(client, key, run_id):
     weakest = min(world, key=world.get)
     wall = (run.info.end_time - run.info.start_time) / 60000
     cpu = run.data.tags.get(records.CPU_TAG)
+    # The label-free mask's share on the keyed object, against the object's share of the frame
+    # (below it the mask prefers the backdrop): the last mask epoch's mean over its batches.
+    on, share = (run.data.metrics.get(f"mask/{k}") for k in ("mask_on_object", "object_share"))
+    mask = f"{100 * on:.0f} % (object {100 * share:.0f} %)" if on is not None else "—"
     return {"method": method, "seed": seed,
             "line": f"studio {test['clean']:.1f}; " + ", ".join(f"{f} {v:.1f}" for f, v in world.items()),
             "row": f"| {method} | {seed} | {test['clean']:.1f} | {test['mean']:.1f} | {test['worst']:.1f} | "
-                   f"{test['clean'] - test['mean']:.1f} | {test['clean'] - test['worst']:.1f} | {weakest} | "
+                   f"{test['clean'] - test['mean']:.1f} | {test['clean'] - test['worst']:.1f} | {weakest} | {mask} | "
                    f"{wall:.1f} min | {f'{float(cpu) / 60:.1f} min' if cpu else '—'} |"}
 
 
