@@ -5,6 +5,7 @@ A batch is a dict: `x` (N×C×H×W in [0, 1], already augmented), `y` (labels) a
 asked for per-image masks in `begin_phase`, `m` (the masks, augmented with the same geometry).
 """
 import copy
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from .shards import map_in_shards
 
 ALGORITHMS = {}
 register = registrar(ALGORITHMS)
+MASK_CHECK_IMAGES = 1024      # the game's masks checked against the keyed object on this many images
 
 
 def get_algorithm(name):
@@ -221,6 +223,7 @@ class Adversarial(Algorithm):
         if cfg["background"] == "adv":
             self.add_optimizer("f_b", cfg["lr_b"])
         self.ascent_credit = 0.0
+        self.mask_check = {}      # the game's masks against the keyed object (check_masks)
         self.sources = {}
         self.noise = torch.Generator().manual_seed(cfg["seed"] + 1)
         self.replay = ReplayBuffer(cfg["replay_size"], in_channels, size) if cfg["replay_fraction"] > 0 else None
@@ -263,9 +266,9 @@ class Adversarial(Algorithm):
         return torch.relu(b.mean() - 0.5)
 
     def composite(self, x, m, b):
-        """x̃ = m̂⊙x + (1−m̂)⊙b̂, on the mix of backgrounds the config asks for (black, photographs
-        and replayed shares: background_sources.mix)."""
-        return M.composite(x, m, mix(b, self.cfg, self.noise, self.source, self.replay))
+        """x̃ = m̂⊙x + (1−m̂)⊙b̂, on the mix of backgrounds the config asks for (the plain backdrop,
+        photographs and replayed shares: background_sources.mix)."""
+        return M.composite(x, m, mix(b, self.cfg, self.noise, self.source, self.replay, x=x))
 
     def after_descent(self, b):
         """After each descent step of f: its weight average, and the replay buffer keeps one of
@@ -359,8 +362,22 @@ class Adversarial(Algorithm):
             self.f_m.eval()
             masks = map_in_shards(self.mask_of, train_x)
             self.f_m.train()
+            self.check_masks(masks[:MASK_CHECK_IMAGES], train_x[:MASK_CHECK_IMAGES])
             return masks
         return None
+
+    def check_masks(self, masks, x):
+        """The frozen masks the game composites with, against the keyed object: logged with every
+        game epoch, and a warning when they lie on the backdrop (or nowhere) rather than on the
+        object, for then the game paints its backgrounds over the object and f learns nothing
+        of what it must ignore."""
+        self.mask_check = M.polarity(masks, x)
+        on, share = self.mask_check["mask_on_object"], self.mask_check["object_share"]
+        if on <= share:
+            warnings.warn(f"the mask U-Net's masks are not on the object: {100 * on:.0f} % of their area is on "
+                          f"the keyed object, which covers {100 * share:.0f} % of the image (a mask blind to the "
+                          f"object scores that); the game will composite over the object. Check masks.png; "
+                          f"try another seed, a lower lr_m or mask: heuristic", RuntimeWarning, stacklevel=2)
 
     # ---- one function per phase ----
     def update_classifier(self, batch):
@@ -383,7 +400,7 @@ class Adversarial(Algorithm):
     def update_adversarial(self, batch):
         x, y = batch["x"], batch["y"]
         m = batch["m"] if "m" in batch else self.mask_of(x)
-        return self.play(x, y, lambda: m, with_mask_loss=False)
+        return {**self.play(x, y, lambda: m, with_mask_loss=False), **self.mask_check}
 
     def update_end_to_end(self, batch):
         x, y = batch["x"], batch["y"]

@@ -10,6 +10,7 @@ checkpoint or a model file draws the same backgrounds as the run that trained it
 import torch
 import torch.nn.functional as F
 
+from .keying import keyed_backdrop
 from .registry import registrar
 
 SOURCES = {}
@@ -107,9 +108,10 @@ class ReplayBuffer(torch.nn.Module):
         return self.bank[torch.randint(self.filled(), (n,), generator=noise)]
 
 
-def mix(b, cfg, noise, sources, replay=None):
-    """The batch's backgrounds as the config mixes them: its first `black_fraction` rows black,
-    the next `real_fraction` crops of photographs (`sources("real")`), the next `replay_fraction`
+def mix(b, cfg, noise, sources, replay=None, x=None):
+    """The batch's backgrounds as the config mixes them: its first `black_fraction` rows the plain
+    studio backdrop (keyed from the images `x`: black on a black backdrop; black without `x`), so
+    f keeps seeing its objects on the surround of the clean data, the next `real_fraction` crops of photographs (`sources("real")`), the next `replay_fraction`
     past generated backgrounds (`replay`; none before the first is stored), the rest `b`
     (batches are random permutations, so each share is a random subset)."""
     k_black = round(len(b) * cfg["black_fraction"])
@@ -117,7 +119,7 @@ def mix(b, cfg, noise, sources, replay=None):
     k_replay = round(len(b) * cfg["replay_fraction"]) if replay is not None and replay.filled() else 0
     if not (k_black or k_real or k_replay):
         return b
-    parts = [torch.zeros_like(b[:k_black])]
+    parts = [keyed_backdrop(x[:k_black]).to(b.dtype) if x is not None else torch.zeros_like(b[:k_black])]
     if k_real:
         parts.append(sources("real").draw(k_real, noise).to(b.device, b.dtype))
     if k_replay:

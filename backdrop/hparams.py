@@ -52,8 +52,8 @@ HPARAMS = {
                                  low=0.0, high=16.0),
     "background": HParam("adv", "phase-3 backgrounds", ("adv", "black", "noise", "real", "fixed")),
     "fixed_bank_size": HParam(256, "backgrounds in the fixed bank (background=fixed)", low=1),
-    "black_fraction": HParam(0.0, "fraction of each phase-3 batch composited on black (x*m alone): "
-                                  "a sigmoid generator never paints pure black", low=0.0, high=1.0),
+    "black_fraction": HParam(0.0, "fraction of each phase-3 batch composited on the plain studio backdrop (keyed; "
+                                  "black, x*m alone, on a black one): a generator never paints it", low=0.0, high=1.0),
     "real_fraction": HParam(0.0, "fraction of each phase-3 batch composited on crops of real photographs "
                                  "(after the black share; the rest is the generator's)", low=0.0, high=1.0),
     "replay_fraction": HParam(0.0, "fraction of each phase-3 batch composited on past generated backgrounds, "

@@ -95,7 +95,9 @@ def test_the_mask_phase_finds_the_object_on_a_light_backdrop(tmp_path):
     """The mask phase shows f the keyed backdrop where the mask is off (mask_fill=backdrop), so the
     label-free mask covers the object; filled with black, f (which never saw black) reads a black
     silhouette on the backdrop better than the object on black, and the mask prefers the backdrop.
-    `polarity` tells the two apart: the mask's share on the object against the object's share."""
+    `polarity` tells the two apart: the mask's share on the object against the object's share;
+    the game logs it for its frozen masks, and warns when they are not on the object."""
+    import warnings
     from backdrop.data import splits_of
     dataset = light_backdrop_digits(tmp_path / "light.npz")
     on_object = {}
@@ -106,6 +108,14 @@ def test_the_mask_phase_finds_the_object_on_a_light_backdrop(tmp_path):
         logged = {}
         alg = train(cfg, splits, on_epoch=lambda e: logged.update(e.losses) if e.phase == "mask" else None)
         assert accuracy(alg.predict, splits.test.x, splits.test.y) > 0.8
+        # The game's check of its frozen masks: a warning exactly when they miss the object.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            alg.begin_phase("adversarial", splits.train.x)
+        missed = [w for w in caught if "masks are not on the object" in str(w.message)]
+        game = alg.mask_check
+        assert len(missed) == (game["mask_on_object"] <= game["object_share"]), (fill, game, caught)
+        assert len(missed) == (fill == "black"), (fill, game)
         x = splits.val.x
         polarity = M.polarity(M.binarize(alg.f_m(x).detach(), cfg["binarize"], cfg["mask_area"]), x)
         assert 0.25 < polarity["object_share"] < 0.45
@@ -116,10 +126,13 @@ def test_the_mask_phase_finds_the_object_on_a_light_backdrop(tmp_path):
 
 
 def test_on_a_black_backdrop_the_mask_phase_trains_as_it_always_did(digits):
-    """The keyed backdrop of a black frame is exactly 0, so filling with it is x*m bit for bit:
-    MNIST-style data train the same U-Net with either fill."""
+    """The keyed backdrop of a black frame (augmented too) is exactly 0, so filling with it is x*m
+    bit for bit (and the game's `black_fraction` share is black): MNIST-style data train the same
+    U-Net with either fill."""
     from backdrop.keying import keyed_backdrop
     assert torch.equal(keyed_backdrop(digits.train.x), torch.zeros_like(digits.train.x))
+    moved, = Augment()(digits.train.x[:256], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(keyed_backdrop(moved), torch.zeros_like(moved))     # the game's share on the plain backdrop too
     nets = {}
     for fill in ("backdrop", "black"):
         cfg = tiny_config(method="adversarial", epochs_f=1, epochs_mask=1, epochs_adv=0, mask_fill=fill, augment=True)
@@ -273,19 +286,31 @@ def test_attention_crops_the_hot_region():
     assert torch.allclose(crops[1], x[1], atol=1e-5)
 
 
-def test_black_fraction_puts_that_share_of_the_batch_on_black():
+def test_black_fraction_puts_that_share_of_the_batch_on_the_plain_backdrop():
+    """The share shows f its objects on the clean data's own surround: black (x*m alone) on a black
+    backdrop, the keyed studio backdrop on any other."""
+    from backdrop.keying import keyed_backdrop
     cfg = tiny_config(black_fraction=0.25)
     alg = Adversarial(cfg)
     x, m, b = torch.rand(8, 1, 32, 32), (torch.rand(8, 1, 32, 32) > 0.5).float(), torch.rand(8, 1, 32, 32)
+    x[..., :4, :] = x[..., -4:, :] = x[..., :4] = x[..., -4:] = 0      # a black backdrop, an object inside
     out = alg.composite(x, m, b)
     assert torch.equal(out[:2], x[:2] * m[:2])                 # 2 of 8 on black: x * m alone
     assert torch.equal(out[2:], M.composite(x[2:], m[2:], b[2:]))
+    rr = torch.arange(32.0)[:, None] / 32
+    light = (0.7 + 0.1 * rr).expand(8, 1, 32, 32).clone()      # a light backdrop with a gradient
+    light[..., 10:22, 10:22] = 0.2
+    out = alg.composite(light, m, b)
+    assert torch.allclose(keyed_backdrop(light), (0.7 + 0.1 * rr).expand(8, 1, 32, 32), atol=1e-6)
+    assert torch.equal(out[:2], M.composite(light[:2], m[:2], keyed_backdrop(light[:2])))
+    assert torch.equal(out[2:], M.composite(light[2:], m[2:], b[2:]))
 
 
 def test_real_fraction_puts_the_next_share_of_the_batch_on_photographs():
     cfg = tiny_config(black_fraction=0.25, real_fraction=0.5)
     alg = Adversarial(cfg)
     x, m, b = torch.rand(8, 1, 32, 32), (torch.rand(8, 1, 32, 32) > 0.5).float(), torch.rand(8, 1, 32, 32)
+    x[..., :4, :] = x[..., -4:, :] = x[..., :4] = x[..., -4:] = 0      # a black backdrop
     replay = torch.Generator()
     replay.set_state(alg.noise.get_state())
     out = alg.composite(x, m, b)
