@@ -40,8 +40,8 @@ def test_shipped_specs_load_and_differ_from_the_reference():
         assert all(var[k] == v for k, v in spec.changes.items()), name
         differ = {k for k in ref if ref[k] != var[k]}
         assert differ <= set(spec.changes) and bool(differ) == (not spec.is_base), (name, differ)
-        assert plan.seeds == (0, 1) and plan.budget == {"epochs_f": 5, "epochs_mask": 2, "epochs_adv": 5,
-                                                        "batch_size": 32}
+        assert plan.seeds == tuple(range(10)) and plan.budget == {"epochs_f": 5, "epochs_mask": 2, "epochs_adv": 5,
+                                                                  "batch_size": 32, "val_every": 5}
 
 
 def test_shipped_table1_configs_load_and_match_their_names():
