@@ -111,9 +111,10 @@ class ReplayBuffer(torch.nn.Module):
 def mix(b, cfg, noise, sources, replay=None, x=None):
     """The batch's backgrounds as the config mixes them: its first `black_fraction` rows the plain
     studio backdrop (keyed from the images `x`: black on a black backdrop; black without `x`), so
-    f keeps seeing its objects on the surround of the clean data, the next `real_fraction` crops of photographs (`sources("real")`), the next `replay_fraction`
-    past generated backgrounds (`replay`; none before the first is stored), the rest `b`
-    (batches are random permutations, so each share is a random subset)."""
+    f keeps seeing its objects on the surround of the clean data; the next `real_fraction` crops
+    of photographs (`sources("real")`); the next `replay_fraction` past generated backgrounds
+    (`replay`; none before the first is stored); the rest `b` (batches are random permutations,
+    so each share is a random subset)."""
     k_black = round(len(b) * cfg["black_fraction"])
     k_real = round(len(b) * cfg["real_fraction"])
     k_replay = round(len(b) * cfg["replay_fraction"]) if replay is not None and replay.filled() else 0
