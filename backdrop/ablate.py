@@ -142,9 +142,11 @@ def _cause(e):
 WAIT_NOTICE_S = 60.0       # a line while no run has finished for this long
 
 
-def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, with_noise=True, gpus_per_run=0.0):
+def train_jobs(client, exp_id, jobs, tags, data_dir, address, say, with_noise=True, gpus_per_run=0.0, nest=None):
     """Train `jobs` as Ray tasks; log each run as soon as its task returns. {key: run_id}.
-    `gpus_per_run`: a GPU share per task (0.25: four runs at once on each GPU), 0 for the CPU."""
+    `gpus_per_run`: a GPU share per task (0.25: four runs at once on each GPU), 0 for the CPU.
+    `nest`: {job key: (parent run id, tags)} for runs that belong under an ablation's parent."""
+    nest = nest or {}
     done, failures = {}, []
     with ray_session(address):
         cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -178,9 +180,11 @@ def train_jobs(client, exp_id, jobs, parent_id, tags, data_dir, address, say, wi
                 failures.append((name, e))
                 say(f"  [{len(done) + len(failures)}/{len(jobs)}] {name} FAILED: {_last_line(_cause(e))}")
                 continue
+            parent_id, own_tags = nest.get(job.key, (None, {}))
             run_id = records.write_record(client, exp_id, record, run_name=f"{job.spec} s{job.seed}",
                                           parent_run_id=parent_id,
-                                          tags={**tags, "spec": job.spec, "seed": job.seed, "config_key": job.key})
+                                          tags={**tags, **own_tags, "spec": job.spec, "seed": job.seed,
+                                                "config_key": job.key})
             done[job.key] = run_id
             t = record["test"]
             say(f"  [{len(done) + len(failures)}/{len(jobs)}] {name}: {(record['end'] - record['start']) / 1000:.0f} s, "
@@ -209,7 +213,7 @@ def run_configs(configs, *, experiment, tags, tracking_uri=None, data_dir=None, 
     todo = [j for j in jobs.values() if j.key not in run_of]
     say(f"{len(run_of)} finished run(s) of the same config and commit reused, {len(todo)} to train")
     if todo:
-        run_of.update(train_jobs(client, exp_id, todo, None, tags, data_dir, address, say, with_noise=with_noise,
+        run_of.update(train_jobs(client, exp_id, todo, tags, data_dir, address, say, with_noise=with_noise,
                                  gpus_per_run=gpus_per_run))
     return {k: run_of[j.key] for k, j in jobs.items()}
 
@@ -269,43 +273,63 @@ def log_comparison(client, parent_id, comparison, table):
 
 
 # --------------------------------------------------------------------------------------- driver
-def run_ablation(name, *, specs_dir=None, dataset="digits", seeds=None, overrides=None, data_dir=None,
-                 address=None, tracking_uri=None, experiment=DEFAULT_EXPERIMENT, rerun=False, say=print,
-                 gpus_per_run=0.0):
-    """Plan, resume, train what is missing, and compare. Returns (Comparison, table text).
+def run_ablation(name, **kwargs):
+    """One ablation: `run_ablations([name], ...)`. Returns (Comparison, table text)."""
+    return run_ablations([name], **kwargs)[0]
+
+
+def run_ablations(names, *, specs_dir=None, reference=None, dataset="digits", seeds=None, overrides=None,
+                  data_dir=None, address=None, tracking_uri=None, experiment=DEFAULT_EXPERIMENT, rerun=False,
+                  say=print, gpus_per_run=0.0):
+    """Plan every ablation in `names` (each against `reference` when given, else its spec's),
+    resume, train what is missing of all of them at once as Ray tasks (a reference run that
+    several ablations share is trained once), and compare each. Returns [(Comparison, table)].
     `gpus_per_run`: a GPU share per Ray task (0.25 packs four runs on each GPU); 0, the CPU."""
     if gpus_per_run < 0 or (gpus_per_run > 1 and gpus_per_run != int(gpus_per_run)):
         raise UserError(f"--gpus-per-run must be a share of one GPU (0 to 1) or a whole number, got {gpus_per_run:g}")
+    if len(set(names)) != len(names):
+        raise UserError(f"an ablation is named twice: {' '.join(names)}")
     from .results import ablation_table
 
     specs = S.load_specs(specs_dir)
-    plan = S.plan(S.get_spec(specs, name), specs, dataset, seeds, overrides)
-    cfg0 = plan.jobs[0].cfg
+    plans = []
+    for name in names:
+        named = S.with_reference(specs, name, reference) if reference else specs
+        plans.append(S.plan(S.get_spec(named, name), named, dataset, seeds, overrides))
     data_dir = data_dir_for_workers(data_dir)       # Ray tasks run in working directories of their own
-    splits_of(cfg0, data_dir)                               # bad data: fail before Ray
+    splits_of(plans[0].jobs[0].cfg, data_dir)               # bad data: fail before Ray
 
     uri = tracking.tracking_uri(tracking_uri)
     client = MlflowClient(uri)
     exp_id = tracking.experiment_id(client, experiment)
     commit = tracking.git_commit()
-    parent_id = open_parent(client, exp_id, plan, commit)
+    parents = [open_parent(client, exp_id, plan, commit) for plan in plans]
+    results = []
     try:
-        run_of = {} if rerun else reusable_runs(client, exp_id, plan.unique_jobs(), commit)
-        todo = [j for j in plan.unique_jobs() if j.key not in run_of]
-        say(f"ablation {plan.spec.name} vs {plan.reference.name} on {dataset}, seeds {list(plan.seeds)}, "
-            f"commit {commit[:10]}: {len(run_of)} finished run(s) reused, {len(todo)} to train "
-            f"(MLflow {uri}, experiment {experiment}, parent run {parent_id})")
+        nest, jobs = {}, {}       # a run shared by several ablations nests under the first that needs it
+        for plan, parent_id in zip(plans, parents):
+            for job in plan.unique_jobs():
+                jobs.setdefault(job.key, job)
+                nest.setdefault(job.key, (parent_id, {"ablation": plan.spec.name}))
+        run_of = {} if rerun else reusable_runs(client, exp_id, jobs.values(), commit)
+        todo = [j for j in jobs.values() if j.key not in run_of]
+        for plan, parent_id in zip(plans, parents):
+            say(f"ablation {plan.spec.name} vs {plan.reference.name} on {dataset}, seeds {list(plan.seeds)}, "
+                f"commit {commit[:10]} (parent run {parent_id})")
+        say(f"{len(run_of)} finished run(s) reused, {len(todo)} to train (MLflow {uri}, experiment {experiment})")
         if todo:
-            tags = {"git_commit": commit, "ablation": plan.spec.name}
-            run_of.update(train_jobs(client, exp_id, todo, parent_id, tags, data_dir, address, say,
-                                     gpus_per_run=gpus_per_run))
-        for job in plan.jobs:     # shared reference runs too: `tags.role.<ablation>` finds both sides
-            client.set_tag(run_of[job.key], f"role.{plan.spec.name}", job.side)
-        comparison = compare(client, plan, run_of, parent_id)
-        table = ablation_table(comparison)
-        log_comparison(client, parent_id, comparison, table)
+            run_of.update(train_jobs(client, exp_id, todo, {"git_commit": commit}, data_dir, address, say,
+                                     gpus_per_run=gpus_per_run, nest=nest))
+        for plan, parent_id in zip(plans, parents):
+            for job in plan.jobs:     # shared reference runs too: `tags.role.<ablation>` finds both sides
+                client.set_tag(run_of[job.key], f"role.{plan.spec.name}", job.side)
+            comparison = compare(client, plan, run_of, parent_id)
+            table = ablation_table(comparison)
+            log_comparison(client, parent_id, comparison, table)
+            client.set_terminated(parent_id, "FINISHED")
+            results.append((comparison, table))
     except BaseException as e:
-        client.set_terminated(parent_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        for parent_id in parents[len(results):]:
+            client.set_terminated(parent_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    client.set_terminated(parent_id, "FINISHED")
-    return comparison, table
+    return results

@@ -79,6 +79,31 @@ def ablation_verdict(c):
     return f"{said} ({precision}; more seeds narrow them)."
 
 
+def ablation_summary(comparisons):
+    """Several ablations against one reference, one row each: Δ per column with its interval,
+    `*` where the interval excludes 0 (the answers side by side)."""
+    c0 = comparisons[0]
+    columns = [r.name for r in c0.rows]
+    rows = []
+    for c in comparisons:
+        cells = {r.name: r.delta for r in c.rows}
+        rows.append([c.ablation, *(_delta_cell(cells[name]) for name in columns)])
+    n = len(c0.seeds)
+    references = sorted({c.reference for c in comparisons})
+    return "\n".join([
+        f"Ablations vs {', '.join(references)} — Δ test accuracy (points) on {c0.dataset}, {n} paired seed"
+        f"{'s' if n != 1 else ''} {list(c0.seeds)}",
+        markdown_table(["ablation", *columns], rows),
+        f"Δ = ablation − reference paired by seed [95 % t-interval, {n - 1} df]; * = the interval excludes 0.",
+    ])
+
+
+def _delta_cell(d):
+    if d.low is None:
+        return f"{100 * d.mean:+.1f}"
+    return f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}]{'*' if d.significant else ''}"
+
+
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
           "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 

@@ -9,17 +9,21 @@ A spec holds only what differs; everything else comes from its reference and the
     budget:                                  # per dataset, applied to BOTH sides (held fixed)
       digits: {epochs_f: 5, epochs_mask: 2, epochs_adv: 5}
 
+A base may also start from a run config (`config: configs/table1/mnist_adversarial.yaml`), so an
+adopted config is the reference of an ablation without its values being copied into a spec.
+
 Resolution, for one dataset and seed (`plan`):
-    reference cfg = registry defaults ← budget ← reference's own changes ← {dataset, seed}
+    reference cfg = registry defaults ← base's config ← budget ← reference's own changes ← {dataset, seed}
     variant cfg   = reference cfg ← changes
 where budget = the reference's budget ← the spec's budget ← command-line overrides. So both sides
-always share seeds and budget, and the ablation differs from its reference only in `changes`.
-Every key and value is checked against the hparam registry when the file is loaded.
+always share seeds and budget (a budget shortens an adopted config's schedule), and the ablation
+differs from its reference only in `changes`. Every key and value is checked against the hparam
+registry when the file is loaded.
 """
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import shipped
@@ -29,7 +33,7 @@ from .hparams import check_value, load_yaml, make_config
 
 DEFAULT_DIR = shipped.folder("ablations")
 DEFAULT_REFERENCE = "adversarial"
-SPEC_KEYS = ("description", "changes", "reference", "seeds", "budget")
+SPEC_KEYS = ("description", "changes", "reference", "seeds", "budget", "config")
 NOT_SETTABLE = ("dataset", "seed")        # chosen per run (--dataset, --seeds), never in a spec
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -43,6 +47,7 @@ class Spec:
     reference: str = DEFAULT_REFERENCE
     seeds: tuple | None = None             # None: inherit the reference's
     budget: dict = field(default_factory=dict)   # {dataset: {key: value}}
+    config: dict = field(default_factory=dict)   # a base's starting settings, read from its `config` file
 
     @property
     def is_base(self):
@@ -147,7 +152,23 @@ def load_spec(path) -> Spec:
         if ds not in DATASETS:
             raise UserError(f"{path}: budget: unknown dataset '{ds}'; choose from {', '.join(DATASETS)}")
     return Spec(name, path, desc.strip(), _overrides(data.get("changes"), f"{path}: changes"),
-                reference, seeds, {ds: _overrides(v, f"{path}: budget: {ds}") for ds, v in budget.items()})
+                reference, seeds, {ds: _overrides(v, f"{path}: budget: {ds}") for ds, v in budget.items()},
+                _base_config(data.get("config"), name, reference, path))
+
+
+def _base_config(value, name, reference, path):
+    """The settings of a base spec's `config` file, validated; the command line chooses the
+    dataset and seeds, so the file's own are left out."""
+    if value is None:
+        return {}
+    if reference != name:
+        raise UserError(f"{path}: only a reference (a spec whose reference is itself) may start from a 'config'; "
+                        f"this one compares with '{reference}', so put its settings in 'changes'")
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{path}: 'config' must be the path of a run config file, got {value!r}")
+    where = f"{path}: config {value}"
+    data = load_yaml(value)
+    return _overrides({k: v for k, v in data.items() if k not in NOT_SETTABLE}, where)
 
 
 def load_specs(folder=None) -> dict:
@@ -176,6 +197,19 @@ def get_spec(specs, name) -> Spec:
     return specs[name]
 
 
+def with_reference(specs, name, reference) -> dict:
+    """`specs` with `name` compared against `reference` instead of its own (`--reference`): one
+    set of ablations against an adopted config without a copy of every spec."""
+    spec = get_spec(specs, name)
+    if reference not in specs:
+        raise UserError(f"--reference {reference}: no such spec; available: {', '.join(specs)}")
+    if spec.is_base:
+        raise UserError(f"--reference: '{name}' is a reference itself; name the ablations to compare with {reference}")
+    out = {**specs, name: replace(spec, reference=reference)}
+    _chain(out[name], out)
+    return out
+
+
 # --------------------------------------------------------------------------------- resolution
 def _chain(spec, specs):
     """[base, ..., spec]: the reference chain down to a spec that is its own reference."""
@@ -195,8 +229,9 @@ def _seeds_of(spec, specs):
 
 def cfg_for(spec, specs, dataset, seed, budget) -> dict:
     """The full config of `spec` (its changes on top of its reference chain) under `budget`."""
-    over = dict(budget)
-    for s in _chain(spec, specs):
+    chain = _chain(spec, specs)
+    over = {**chain[0].config, **budget}
+    for s in chain:
         over.update(s.changes)
     return make_config({**over, "dataset": dataset, "seed": seed}, where=f"{spec.path}")
 

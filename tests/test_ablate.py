@@ -176,3 +176,45 @@ def test_a_negative_gpu_share_is_refused_in_one_line_before_anything_runs(tmp_pa
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--gpus-per-run" in lines[0]
     assert not (tmp_path / "a.db").exists()
+
+
+def test_a_set_of_ablations_against_the_adopted_config_shares_its_reference_runs(ray_local, store, capsys,
+                                                                                 monkeypatch):
+    """`platform.ablate A B --reference adopted`: one Ray batch trains the adopted config's runs once
+    for both ablations, each gets its parent and table, and a summary puts their Δs side by side."""
+    from backdrop.commands.ablate import main
+    from backdrop.hparams import load_config
+    folder, uri = store
+    monkeypatch.chdir(folder)
+    budget = ["--seeds", "0,1", "--limit", "48", "--epochs-f", "1", "--epochs-mask", "1", "--epochs-adv", "1",
+              "--widths", "8,16,32", "--batch-size", "16"]
+    main(["no_averaged_f", *budget, "mask_off", "--reference", "adopted", "--tracking-uri", uri,
+          "--experiment", "set"])
+    out = capsys.readouterr().out
+    assert "0 finished run(s) reused, 6 to train" in out           # 2 reference + 2 + 2, not 8
+    client = MlflowClient(uri)
+    exp_id = client.get_experiment_by_name("set").experiment_id
+    parents = {r.data.tags["ablation"]: r for r in client.search_runs([exp_id], "tags.ablation_key != ''")}
+    assert set(parents) == {"no_averaged_f", "mask_off"}
+    assert all(p.data.tags["reference"] == "adopted" and p.info.status == "FINISHED" for p in parents.values())
+    reference = client.search_runs([exp_id], "tags.spec = 'adopted'")
+    assert len(reference) == 2
+    adopted = load_config("configs/table1/mnist_adversarial.yaml")
+    for r in reference:       # the adopted config's game, under the command line's budget
+        assert {k: r.data.params[k] for k in ("tiles", "f_average", "diversity", "symmetric_backgrounds")} == \
+            {k: str(adopted[k]) for k in ("tiles", "f_average", "diversity", "symmetric_backgrounds")}
+        assert r.data.params["epochs_adv"] == "1"
+        assert {r.data.tags["role.no_averaged_f"], r.data.tags["role.mask_off"]} == {"reference"}
+    mask_off = client.search_runs([exp_id], "tags.spec = 'mask_off'")
+    assert len(mask_off) == 2 and all(r.data.params["f_average"] == str(adopted["f_average"]) for r in mask_off)
+    # the summary: one row per ablation, its cells the parents' logged deltas
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| no_averaged_f") or line.startswith("| mask_off")}
+    header = next(line for line in out.splitlines() if line.startswith("| ablation"))
+    columns = [c.strip() for c in header.split("|")[2:-1]]
+    assert columns == list(ROWS)
+    for name, cells in rows.items():
+        metrics = parents[name].data.metrics
+        for column, cell in zip(columns, cells):
+            assert cell.startswith(f"{100 * metrics[f'delta/{column}']:+.1f} [{100 * metrics[f'delta_low/{column}']:+.1f}, "), cell
+            assert cell.endswith("*") == (metrics[f"delta_low/{column}"] > 0 or metrics[f"delta_high/{column}"] < 0)

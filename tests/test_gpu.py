@@ -75,7 +75,7 @@ def test_ray_task_runs_pack_two_to_a_gpu(tmp_path):
             for seed, cfg in ((s, tiny_config(seed=s, limit=256)) for s in (0, 1))]
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
     try:
-        run_of = ablate.train_jobs(client, exp_id, jobs, None, {}, None, None, print, with_noise=False, gpus_per_run=0.5)
+        run_of = ablate.train_jobs(client, exp_id, jobs, {}, None, None, print, with_noise=False, gpus_per_run=0.5)
     finally:
         ray.shutdown()
     runs = [client.get_run(run_of[j.key]) for j in jobs]

@@ -40,8 +40,69 @@ def test_shipped_specs_load_and_differ_from_the_reference():
         assert all(var[k] == v for k, v in spec.changes.items()), name
         differ = {k for k in ref if ref[k] != var[k]}
         assert differ <= set(spec.changes) and bool(differ) == (not spec.is_base), (name, differ)
-        assert plan.seeds == tuple(range(10)) and plan.budget == {"epochs_f": 5, "epochs_mask": 2, "epochs_adv": 5,
-                                                                  "batch_size": 32, "val_every": 5}
+        if plan.reference.name == "adversarial":
+            assert plan.seeds == tuple(range(10)) and plan.budget == {"epochs_f": 5, "epochs_mask": 2, "epochs_adv": 5,
+                                                                      "batch_size": 32, "val_every": 5}
+        else:                                   # the adopted config's own schedule on digits
+            assert plan.reference.name == "adopted" and plan.seeds == tuple(range(5)) and plan.budget == {}, name
+
+
+def test_the_adopted_reference_is_the_adopted_config_under_the_mnist_budget():
+    """`adopted` reads configs/table1/mnist_adversarial.yaml (no copy of its values to drift); the
+    MNIST budget shortens only the data and the validation interval, and every ablation of the
+    MNIST set, against it, differs in its own changes alone."""
+    from backdrop.hparams import load_config
+    specs = S.load_specs()
+    adopted = load_config("configs/table1/mnist_adversarial.yaml")
+    for name in ("mask_off", "heuristic_mask", "fixed_backgrounds", "random_backgrounds", "no_averaged_f",
+                 "no_black_share", "no_symmetric", "no_diversity"):
+        named = S.with_reference(specs, name, "adopted") if specs[name].reference != "adopted" else specs
+        plan = S.plan(named[name], named, "mnist")
+        ref, var = plan.jobs[0].cfg, plan.jobs[1].cfg
+        assert ref == {**adopted, "limit": 10000, "val_every": 12, "seed": 0}, name
+        assert {k for k in ref if ref[k] != var[k]} <= set(specs[name].changes) and ref != var, name
+        assert plan.seeds == tuple(range(5)) and plan.reference.name == "adopted"
+    # --reference changes the comparison only: the spec on disk still compares with its own
+    assert specs["mask_off"].reference == "adversarial"
+
+
+def test_a_reference_that_starts_from_a_config_file(tmp_path):
+    config = tmp_path / "game.yaml"
+    config.write_text("method: adversarial\ndataset: mnist\nseed: 7\ntiles: 4\nepochs_adv: 9\n")
+    folder = write_specs(tmp_path / "specs", base={"description": "b", "reference": "base", "config": str(config), "seeds": 1,
+                                                   "budget": {"digits": {"epochs_adv": 2}}},
+                         no_tiles={"description": "v", "reference": "base", "changes": {"tiles": 2}})
+    specs = S.load_specs(folder)
+    plan = S.plan(specs["no_tiles"], specs, "digits", seeds=(3,))
+    ref, var = plan.jobs[0].cfg, plan.jobs[1].cfg
+    # the file's dataset and seed give way to the command line's; the budget overrides the file
+    assert (ref["dataset"], ref["seed"], ref["tiles"], ref["epochs_adv"]) == ("digits", 3, 4, 2)
+    assert var == {**ref, "tiles": 2}
+    # a bad value in the config file: one line naming the spec and the file
+    config.write_text("tiles: 0\n")
+    with pytest.raises(UserError) as e:
+        S.load_specs(folder)
+    assert "\n" not in str(e.value) and "base.yaml" in str(e.value) and "game.yaml" in str(e.value)
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"description": "x", "config": "configs/table1/mnist_adversarial.yaml"}, "only a reference"),
+    ({"description": "x", "reference": "bad", "config": "nowhere.yaml"}, "nowhere.yaml: no such file"),
+    ({"description": "x", "reference": "bad", "config": 3}, "'config'"),
+])
+def test_invalid_config_key_is_one_line(tmp_path, body, needle):
+    folder = write_specs(tmp_path / "specs", bad=body)
+    with pytest.raises(UserError) as e:
+        S.load_specs(folder)
+    assert "\n" not in str(e.value) and needle in str(e.value), str(e.value)
+
+
+def test_with_reference_refuses_what_it_cannot_compare():
+    specs = S.load_specs()
+    with pytest.raises(UserError, match="--reference nothing: no such spec"):
+        S.with_reference(specs, "mask_off", "nothing")
+    with pytest.raises(UserError, match="'adopted' is a reference itself"):
+        S.with_reference(specs, "adopted", "adversarial")
 
 
 def test_shipped_table1_configs_load_and_match_their_names():
@@ -132,7 +193,10 @@ def test_invalid_spec_file_on_the_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [(["--seeds", "two"], "--seeds"), (["--epochs-f", "-1"], "epochs_f"),
-                                          (["--dataset", "cifar"], "cifar"), (["--seeds", "1,1"], "seeds")])
+                                          (["--dataset", "cifar"], "cifar"), (["--seeds", "1,1"], "seeds"),
+                                          (["--reference", "nope"], "--reference nope"),
+                                          (["mask_off"], "named twice"),
+                                          (["--reference", "adopted", "averaged_f"], "identical to its reference")])
 def test_bad_flags_are_one_line(tmp_path, args, needle):
     out = ablate("mask_off", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *args)
     assert_one_line_error(out, needle)

@@ -1,5 +1,5 @@
-"""`backdrop ablate` and `python -m platform.ablate` NAME — one ablation vs its reference, same seeds and budget, as
-parallel Ray tasks, recorded in MLflow and compared from the recorded runs.
+"""`backdrop ablate` and `python -m platform.ablate` NAME [NAME ...] — ablations vs their reference, same seeds and
+budget, as parallel Ray tasks, recorded in MLflow and compared from the recorded runs.
 
 Thin command line over backdrop.ablate; specs live in ablations/*.yaml (see docs/ABLATIONS.md)."""
 from backdrop import experiments
@@ -18,7 +18,11 @@ def build_parser(prog="python -m platform.ablate"):
                            "mean ± sd and a paired 95 % interval per background. The budget flags "
                            "below override the spec's budget (ablations/adversarial.yaml holds the "
                            "shared one) on both sides; their defaults are the registry's.")
-    p.add_argument("name", nargs="?", help="the ablation to run (see --list)")
+    p.add_argument("names", nargs="*", metavar="name",
+                   help="the ablation(s) to run (see --list); several train together and share their reference's runs")
+    p.add_argument("--reference", metavar="NAME",
+                   help="compare with this reference spec instead of each spec's own (e.g. adopted: the adopted "
+                        "MNIST config)")
     p.add_argument("--list", action="store_true", help="list the ablations with their descriptions and exit")
     p.add_argument("--specs", metavar="DIR", help="folder of spec files (default: the repo's ablations/)")
     p.add_argument("--seeds", help="a count N (seeds 0..N-1) or a comma-separated list (default: the spec's)")
@@ -58,7 +62,7 @@ def main(argv=None, prog="python -m platform.ablate"):
     from backdrop import specs as S
 
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)      # names may come before and after the flags
     if args.list:
         specs = S.load_specs(args.specs)
         width = max(map(len, specs))
@@ -66,15 +70,20 @@ def main(argv=None, prog="python -m platform.ablate"):
             vs = "the reference" if s.is_base else f"vs {s.reference}"
             print(f"{s.name.ljust(width)}  {s.description}  [{vs}]")
         return
-    if not args.name:
+    if not args.names:
         parser.error("name an ablation to run, or pass --list")
-    from backdrop.ablate import run_ablation
+    from backdrop.ablate import run_ablations
+    from backdrop.results import ablation_summary
 
     seeds = parse_seeds(args.seeds) if args.seeds else None
-    _, table = run_ablation(args.name, specs_dir=args.specs, dataset=args.dataset, seeds=seeds,
-                            overrides=budget_overrides(args), data_dir=args.data_dir, address=args.address,
-                            tracking_uri=args.tracking_uri, experiment=args.experiment, rerun=args.rerun,
-                            gpus_per_run=args.gpus_per_run)
-    print()
-    print(table)
+    results = run_ablations(args.names, specs_dir=args.specs, reference=args.reference, dataset=args.dataset,
+                            seeds=seeds, overrides=budget_overrides(args), data_dir=args.data_dir,
+                            address=args.address, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                            rerun=args.rerun, gpus_per_run=args.gpus_per_run)
+    for _, table in results:
+        print()
+        print(table)
+    if len(results) > 1:
+        print()
+        print(ablation_summary([c for c, _ in results]))
 
