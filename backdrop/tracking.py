@@ -22,13 +22,34 @@ def tracking_uri(uri=None):
     sqlite file or local folder is made absolute here, in the driver, because Ray's processes
     (a Train controller logging epochs) run in working directories of their own."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri != "sqlite:///:memory:":
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).expanduser().resolve()}"
+    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+        uri = f"sqlite:///{sqlite_file(uri)}"
+        created_once(uri)
+        return uri
     if "://" not in uri and not uri.startswith(("databricks", "file:")):
         return str(Path(uri).expanduser().resolve())     # a local folder store
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     return uri
+
+
+@functools.cache
+def created_once(uri):
+    """Create (or upgrade) an sqlite store's tables under a file lock beside it. MLflow creates
+    them on a process's first use of the store, and two commands started at once on a new store
+    both do: every one of them fails ('duplicate column name', alembic's 'expected to match one
+    row'). With the lock the first creates the tables and the others find them."""
+    import fcntl
+    db = sqlite_file(uri)
+    if not db.parent.is_dir():
+        return                                  # MLflow's own error names the missing folder
+    try:
+        lock = open(db.parent / f".{db.name}.lock", "a")
+    except OSError:
+        return                                  # a read-only folder: MLflow says what it can do
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
 
 
 @functools.cache
@@ -198,10 +219,16 @@ def log_metrics(client, run_id, metrics, batch=1000):
 def experiment_id(client, name):
     """The id of an active experiment, created if missing (a deleted one is a UserError)."""
     from .errors import UserError
+    from mlflow.exceptions import MlflowException
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name),
-                                        tags=EXPERIMENT_KIND)
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name),
+                                            tags=EXPERIMENT_KIND)
+        except MlflowException as e:            # another command created it a moment ago
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            exp = client.get_experiment_by_name(name)
     if exp.lifecycle_stage != "active":
         raise UserError(f"MLflow experiment '{name}' is deleted; restore it or choose another name")
     for k, v in EXPERIMENT_KIND.items():

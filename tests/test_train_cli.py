@@ -133,3 +133,18 @@ def test_corrupt_mnist_file_is_one_line(tmp_path, damage):
     proc = run_cli("platform.train", "--dataset", "mnist", "--data-dir", str(data),
                    "--tracking-uri", f"sqlite:///{tmp_path}/x.db")
     assert_one_line_error(proc, "t10k-labels-idx1-ubyte.gz")
+
+
+def test_commands_started_at_once_on_a_new_store_all_record(tmp_path):
+    """Two terminals, one new mlflow.db: MLflow creates a store's tables on each process's first
+    use, and processes doing so at once all failed with a traceback. Four at once must all log."""
+    code = ("import sys, mlflow; from backdrop import tracking; "
+            "uri = tracking.setup(sys.argv[1], 'at-once'); "
+            "mlflow.MlflowClient(uri).create_run(mlflow.get_experiment_by_name('at-once').experiment_id)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{tmp_path / 'mlflow.db'}"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert all(rc == 0 for rc, _ in results), [err[-1500:] for rc, err in results if rc]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert len(client.search_runs([client.get_experiment_by_name("at-once").experiment_id])) == 4
