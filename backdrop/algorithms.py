@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from . import masks as M
 from .background_sources import SOURCES, ReplayBuffer, mix
 from .errors import UserError
+from .keying import key
 from .models import AGCNN, BackgroundGenerator, Classifier, MultiScaleGenerator, UNet
 from .registry import registrar
 from .shards import map_in_shards
@@ -371,7 +372,7 @@ class Adversarial(Algorithm):
         game epoch, and a warning when they lie on the backdrop (or nowhere) rather than on the
         object, for then the game paints its backgrounds over the object and f learns nothing
         of what it must ignore."""
-        self.mask_check = M.polarity(masks, x)
+        self.mask_check = M.polarity(masks, key(x))
         on, share = self.mask_check["mask_on_object"], self.mask_check["object_share"]
         if on <= share:
             warnings.warn(f"the mask U-Net's masks are not on the object: {100 * on:.0f} % of their area is on "
@@ -388,14 +389,15 @@ class Adversarial(Algorithm):
 
     def update_mask(self, batch):
         x, y = batch["x"], batch["y"]
+        keyed = key(x)                  # once a step: for the fill and for the polarity check
         m = self.live("f_m")(x)
         with frozen(self.f):
-            ce = F.cross_entropy(self.f(M.lift_object(x, m, self.cfg["mask_fill"])), y)
+            ce = F.cross_entropy(self.f(M.lift_object(keyed, m, self.cfg["mask_fill"])), y)
         penalty = self.mask_penalty(m)
         (ce + penalty).backward()
         self.step_optimizers("f_m")
         return {"loss_mask_ce": ce.item(), "loss_mask_penalty": penalty.item(), "mask_mean": m.mean().item(),
-                **M.polarity(m.detach(), x)}
+                **M.polarity(m.detach(), keyed)}
 
     def update_adversarial(self, batch):
         x, y = batch["x"], batch["y"]
@@ -450,7 +452,7 @@ class Adversarial(Algorithm):
                 if div is not None:
                     losses["diversity"] = div
         if with_mask_loss:
-            losses.update(mask_mean=soft.mean().item(), **M.polarity(soft.detach(), x))
+            losses.update(mask_mean=soft.mean().item(), **M.polarity(soft.detach(), key(x)))
         return losses
 
     def ascend(self, x, y, m):

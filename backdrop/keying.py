@@ -15,6 +15,7 @@ batches too) is the zero plane with tolerance 0, so the support is exactly `x > 
 was for them.
 """
 import functools
+from dataclasses import dataclass
 
 import torch
 
@@ -33,18 +34,38 @@ def _frame_fit(h: int, w: int, device: str):
     return frame.to(device), torch.linalg.pinv(grid[frame]).to(device), grid.to(device)
 
 
+@dataclass(frozen=True)
+class Keyed:
+    """A batch keyed once: each image's backdrop plane and tolerance (float64, N×C×HW and N×C×1),
+    for every use a training step makes of them."""
+    x: torch.Tensor
+    plane: torch.Tensor
+    tolerance: torch.Tensor
+
+    def support(self) -> torch.Tensor:
+        """Bool N×1×H×W: True where any channel of x differs from the image's keyed backdrop."""
+        n, ch, h, w = self.x.shape
+        far = (self.x.detach().reshape(n, ch, h * w).to(torch.float64) - self.plane).abs() > self.tolerance
+        return far.any(1, keepdim=True).reshape(n, 1, h, w)
+
+    def backdrop(self) -> torch.Tensor:
+        """N×C×H×W in x's dtype: the studio backdrop each image is keyed against, the fitted plane
+        seen everywhere, as if the object were lifted out; exactly 0 on a black backdrop."""
+        return self.plane.reshape(self.x.shape).to(self.x.dtype)
+
+
+def key(x: torch.Tensor) -> Keyed:
+    return Keyed(x, *_keyed(x))
+
+
 def object_support(x: torch.Tensor) -> torch.Tensor:
     """Bool N×1×H×W: True where any channel of x differs from the image's keyed backdrop."""
-    plane, tolerance = _keyed(x)
-    n, ch, h, w = x.shape
-    return ((x.reshape(n, ch, h * w).to(torch.float64) - plane).abs() > tolerance).any(1, keepdim=True).reshape(n, 1, h, w)
+    return key(x).support()
 
 
 def keyed_backdrop(x: torch.Tensor) -> torch.Tensor:
-    """N×C×H×W in x's dtype: the studio backdrop each image is keyed against, the fitted plane
-    seen everywhere, as if the object were lifted out; exactly 0 on a black backdrop."""
-    plane, _ = _keyed(x)
-    return plane.reshape(x.shape).to(x.dtype)
+    """N×C×H×W in x's dtype: the backdrop each image is keyed against (Keyed.backdrop)."""
+    return key(x).backdrop()
 
 
 def _keyed(x):

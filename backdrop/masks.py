@@ -2,7 +2,7 @@
 and the mask sources the game composites with (`MASK_SOURCES`, one named entry each)."""
 import torch
 
-from .keying import keyed_backdrop, object_support
+from .keying import object_support
 
 
 def area_penalty(m, area, squared=False):
@@ -55,21 +55,23 @@ def composite(x, m, b):
     return m * x + (1 - m) * b
 
 
-def lift_object(x, m, fill):
-    """What the mask phase shows f: the masked pixels of x, and elsewhere the studio backdrop
-    (`fill="backdrop"`) or black. f, trained on studio images, knows the object on its own
-    backdrop; on a light backdrop a black fill is a stranger image than a black silhouette on the
-    backdrop, and f_m learns the inverted mask. On a black backdrop both fills are x*m exactly."""
+def lift_object(keyed, m, fill):
+    """What the mask phase shows f: the masked pixels of x (`keyed`: keying.key(x)), and elsewhere
+    the studio backdrop (`fill="backdrop"`) or black. f, trained on studio images, knows the object
+    on its own backdrop; on a light backdrop a black fill is a stranger image than a black
+    silhouette on the backdrop, and f_m learns the inverted mask. On a black backdrop both fills
+    are x*m exactly."""
     if fill == "black":
-        return x * m
-    return composite(x, m, keyed_backdrop(x))
+        return keyed.x * m
+    return composite(keyed.x, m, keyed.backdrop())
 
 
-def polarity(m, x):
+def polarity(m, keyed):
     """Whether a label-free mask found the object or its backdrop: the share of the mask's mass on
-    the keyed object (`mask_on_object`) against the object's share of the image (`object_share`,
-    what a mask blind to the object would score). Below it, the mask prefers the backdrop."""
-    support = object_support(x).to(m.dtype)
+    the keyed object (`mask_on_object`; `keyed`: keying.key(x)) against the object's share of the
+    image (`object_share`, what a mask blind to the object would score). Below it, the mask
+    prefers the backdrop."""
+    support = keyed.support().to(m.dtype)
     return {"mask_on_object": ((m * support).sum() / m.sum().clamp_min(1e-12)).item(),
             "object_share": support.mean().item()}
 

@@ -9,6 +9,7 @@ from backdrop import masks as M
 from backdrop.algorithms import ALGORITHMS, Adversarial, GradReverse
 from backdrop.augment import Augment
 from backdrop.errors import UserError
+from backdrop.keying import key
 from backdrop.evaluate import accuracy
 from backdrop.models import AGCNN, BackgroundGenerator, Classifier, MultiScaleGenerator, UNet
 from backdrop.train import train
@@ -117,7 +118,7 @@ def test_the_mask_phase_finds_the_object_on_a_light_backdrop(tmp_path):
         assert len(missed) == (game["mask_on_object"] <= game["object_share"]), (fill, game, caught)
         assert len(missed) == (fill == "black"), (fill, game)
         x = splits.val.x
-        polarity = M.polarity(M.binarize(alg.f_m(x).detach(), cfg["binarize"], cfg["mask_area"]), x)
+        polarity = M.polarity(M.binarize(alg.f_m(x).detach(), cfg["binarize"], cfg["mask_area"]), key(x))
         assert 0.25 < polarity["object_share"] < 0.45
         assert logged["object_share"] == pytest.approx(polarity["object_share"], abs=0.02)
         on_object[fill] = (polarity["mask_on_object"] / polarity["object_share"], logged["mask_on_object"])
