@@ -29,7 +29,7 @@ NOISE_TYPE = pa.list_(pa.struct([("rate", pa.float64()), ("accuracy", pa.float64
 
 def open_store(uri=None):
     """An MlflowClient on an existing store (a missing sqlite file is an error, not a new store)."""
-    uri = tracking.tracking_uri(uri)
+    uri = tracking.tracking_uri(uri, create=False)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         raise UserError(f"no MLflow store at {uri[len('sqlite:///'):]}; pass --tracking-uri "
                         "(or run from the folder holding mlflow.db)")

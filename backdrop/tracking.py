@@ -17,14 +17,17 @@ DEFAULT_EXPERIMENT = experiments.TRAIN
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def tracking_uri(uri=None):
+def tracking_uri(uri=None, create=True):
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db; a relative
     sqlite file or local folder is made absolute here, in the driver, because Ray's processes
-    (a Train controller logging epochs) run in working directories of their own."""
+    (a Train controller logging epochs) run in working directories of their own. An sqlite
+    store's tables are made here (`created_once`) unless `create` is False (a command that only
+    reads, and must not leave a new empty store behind)."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
         uri = f"sqlite:///{sqlite_file(uri)}"
-        created_once(uri)
+        if create:
+            created_once(uri)
         return uri
     if "://" not in uri and not uri.startswith(("databricks", "file:")):
         return str(Path(uri).expanduser().resolve())     # a local folder store
