@@ -71,7 +71,8 @@ def ablation_verdict(c):
     widest = max(r.delta.high - r.delta.mean for r in c.rows)
     mean = next((r for r in c.rows if r.name == "mean"), None)
     said = (f"Verdict: {c.ablation} differs from {c.reference} on "
-            + ", ".join(f"{r.name} ({100 * r.delta.mean:+.1f})" for r in real) + "; on the rest the seeds show no difference"
+            + ", ".join(f"{r.name} ({100 * r.delta.mean:+.1f})" for r in real)
+            + ("" if len(real) == len(c.rows) else "; on the rest the seeds show no difference")
             if real else f"Verdict: the seeds show no difference between {c.ablation} and {c.reference} on any row")
     precision = f"intervals as wide as ±{100 * widest:.1f} points"
     if mean is not None:
