@@ -130,9 +130,9 @@ def main():
                              progress=False, tags={"benchmark": "studio"}, with_noise=False)["run_id"]
             rows.append(row(client, (method, seed), run_id))
             say(f"{method} seed {seed}: {rows[-1]['line']}")
-    print("\n| method | seed | studio (clean) | world mean | world worst | clean − mean | clean − worst | "
-          "weakest world family | mask on object | wall | CPU time |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| method | seed | val clean | val mean | studio (clean) | world mean | world worst | clean − mean | "
+          "clean − worst | weakest world family | mask on object | wall | CPU time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(r["row"])
     print("\nper family (%): " + "; ".join(f"{r['method']} seed {r['seed']}: {r['line']}" for r in rows))
@@ -145,6 +145,9 @@ def row(client, key, run_id):
     method, seed = key
     run = client.get_run(run_id)
     test = {k[5:]: 100 * v for k, v in run.data.metrics.items() if k.startswith("test/")}
+    # What a choice between studio configs may look at: the last validation (studio images, and
+    # the validation background families, which share no drawing with the world suite).
+    val = {k: 100 * run.data.metrics[f"val/{k}"] for k in ("clean", "mean")}
     world = {f: test[f] for f in COLOUR_TEST_FAMILIES if f in test}
     weakest = min(world, key=world.get)
     wall = (run.info.end_time - run.info.start_time) / 60000
@@ -155,7 +158,7 @@ def row(client, key, run_id):
     mask = f"{100 * on:.0f} % (object {100 * share:.0f} %)" if on is not None else "—"
     return {"method": method, "seed": seed,
             "line": f"studio {test['clean']:.1f}; " + ", ".join(f"{f} {v:.1f}" for f, v in world.items()),
-            "row": f"| {method} | {seed} | {test['clean']:.1f} | {test['mean']:.1f} | {test['worst']:.1f} | "
+            "row": f"| {method} | {seed} | {val['clean']:.1f} | {val['mean']:.1f} | {test['clean']:.1f} | {test['mean']:.1f} | {test['worst']:.1f} | "
                    f"{test['clean'] - test['mean']:.1f} | {test['clean'] - test['worst']:.1f} | {weakest} | {mask} | "
                    f"{wall:.1f} min | {f'{float(cpu) / 60:.1f} min' if cpu else '—'} |"}
 
