@@ -14,7 +14,8 @@ final checkpoint.
 
 A trial with one worker trains inside its own Tune process (worker.py's TuneSession: no Train
 controller, worker group or process group to start), and Tune reuses that process for the next
-trial, so imports stay warm. A trial with several workers is a plain function that builds and fits
+trial, so imports stay warm; the trainable and the options live in trial.py, which (with what
+training needs) is all a trial's process imports. A trial with several workers is a plain function that builds and fits
 a Ray Train TorchTrainer (DDP; Ray Train V2), named after the trial. Either way a restarted trial
 resumes from its last checkpoint. The driver reads the data set once and every trial carves its
 splits from that copy in Ray's object store.
@@ -24,7 +25,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.fs
@@ -33,105 +34,21 @@ from ray.tune import Callback
 from ray.tune.search import Repeater
 from ray.tune.stopper import Stopper
 
-from . import experiments, tracking
+from . import tracking
 from .data import data_dir_for_workers, source_of, splits_of
 from .checkpoints import checkpoint_at, storage_uri
-from .distributed import connect, cpus_free, free_placement_group, load_trained, make_trainer
+from .distributed import connect, cpus_free, free_placement_group, load_trained
 from .ray_internals import orphaned_placement_groups
-from .worker import USER_ERROR, raise_user_error, trial_loop
+from .worker import USER_ERROR, raise_user_error
 from .errors import UserError
 from .results import TEST_COLUMNS, markdown_table, pct
-from .search_space import SEED_INDEX, SWEEP_KEYS, SearchSpace, parse
+from .search_space import SEED_INDEX, SWEEP_KEYS, SearchSpace
 from .sweep_tracking import MLflowSweepCallback, SweepRecorder
+from .trial import DEFAULT_EXPERIMENT, SweepOptions, trial_cpus, trial_main, trial_resources
 
 OBJECTIVE = "val/worst"
 OBJECTIVES = ("val/clean", "val/worst")   # multi-objective mode, both maximised
 SPEC_FILE = "backdrop_sweep.json"
-DEFAULT_EXPERIMENT = experiments.SWEEPS
-
-
-@dataclass
-class SweepOptions:
-    """Everything that defines a sweep; saved with it so that --resume rebuilds the same one."""
-    name: str
-    space: dict                  # SearchSpace.to_dict()
-    space_path: str
-    trials: int
-    workers: int
-    # Defaults (for options saved before a key existed) and meanings: search_space.SWEEP_KEYS.
-    gpus_per_worker: float = SWEEP_KEYS["gpus_per_worker"].default
-    cpus_per_worker: float = SWEEP_KEYS["cpus_per_worker"].default
-    max_concurrent: int = SWEEP_KEYS["max_concurrent"].default
-    seed: int = SWEEP_KEYS["seed"].default
-    grace_period: int = SWEEP_KEYS["grace_period"].default
-    multi_objective: bool = False
-    data_dir: str | None = None
-    storage_path: str = ""
-    tracking_uri: str = ""
-    experiment: str = DEFAULT_EXPERIMENT
-    max_failures: int = 2        # failures a trial's training recovers from, from its checkpoint
-    # One-worker trials train in their Tune process. False only in the saved options of a sweep
-    # begun by an older version, whose one-worker trials were Train runs: resumed, they stay so
-    # (their checkpoints are Train's, which a Tune trial would not find).
-    one_worker_in_trial: bool = False
-    register: str = ""           # registered model that gets the best trial's model ("": none)
-    seeds: int = SWEEP_KEYS["seeds"].default
-
-    @property
-    def in_trial(self):
-        """Whether each trial trains in its own Tune process (no Ray Train run)."""
-        return self.workers == 1 and self.one_worker_in_trial
-
-    @property
-    def path(self):
-        return f"{self.storage_path.rstrip('/')}/{self.name}"
-
-    def search_space(self) -> SearchSpace:
-        return parse(self.space, self.space_path)
-
-
-# ---------------------------------------------------------------- one trial (runs in a Ray worker)
-
-def trial_main(config, opts: SweepOptions, source=()):
-    """Tune's trainable: train this trial's suggested config, in this process when it has one
-    worker, else as a Ray Train run. `source`: [ObjectRef of the data.Source] (empty: read
-    `data_dir`)."""
-    import ray
-    import ray.tune
-
-    cfg = opts.search_space().config(config)
-    job = {"cfg": cfg, "data_dir": opts.data_dir, "source": list(source),
-           "extra": {"trial_node": ray.get_runtime_context().get_node_id()}}
-    if opts.in_trial:
-        import torch
-        torch.set_num_threads(max(1, int(opts.cpus_per_worker)))   # a reused process keeps no old setting
-        # Ray shows the trial only its share of GPUs (CUDA_VISIBLE_DEVICES): a fraction is cuda:0
-        # shared with other trials.
-        device = "cuda" if opts.gpus_per_worker else "cpu"
-        job["extra"]["device"] = device
-        trial_loop(job, device=device)
-        return
-    from ray.tune.integration.ray_train import TuneReportCallback
-    trial_id = ray.tune.get_context().get_trial_id()
-    trainer = make_trainer(cfg, workers=opts.workers, name=f"train-{trial_id}", storage_path=f"{opts.path}/train",
-                           gpus_per_worker=opts.gpus_per_worker, cpus_per_worker=opts.cpus_per_worker,
-                           data_dir=opts.data_dir, source=job["source"], callbacks=[TuneReportCallback()],
-                           max_failures=opts.max_failures, extra=job["extra"])
-    trainer.fit()
-
-
-def trial_cpus(opts: SweepOptions):
-    """Every CPU one trial holds: its own process's, plus its Train workers' when it has a run."""
-    workers = 0 if opts.in_trial else opts.workers
-    return trial_resources(opts)["CPU"] + workers * opts.cpus_per_worker
-
-
-def trial_resources(opts: SweepOptions):
-    """What one trial holds: its one worker's CPUs and GPUs; with a Train run, one CPU for the
-    function that drives it (its workers hold their own)."""
-    if opts.in_trial:
-        return {"CPU": opts.cpus_per_worker, "GPU": opts.gpus_per_worker}
-    return {"CPU": 1, "GPU": 0}
 
 
 # ---------------------------------------------------------------- the sweep
@@ -307,7 +224,12 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
     early (Ctrl-C: Tune saves its state and returns), it raises KeyboardInterrupt."""
     from ray.tune import Tuner
 
-    connect(address, min_cpus=math.ceil(trial_cpus(opts)), dashboard=not opts.in_trial)     # trials in their own process start no Ray Train run
+    # A new sqlite store's tables take seconds of CPU to make: made while Ray starts its
+    # processes, which the driver only waits for.
+    with ThreadPoolExecutor(1) as pool:
+        store = pool.submit(tracking.tracking_uri, opts.tracking_uri)
+        connect(address, min_cpus=math.ceil(trial_cpus(opts)), dashboard=not opts.in_trial)  # trials in their own process start no Train run
+        store.result()
     recorder = SweepRecorder(opts.tracking_uri, opts.experiment, opts.name)
     parent = recorder.parent(params={"space": opts.space_path, "trials": opts.trials, "workers": opts.workers,
                                      "gpus_per_worker": opts.gpus_per_worker, "objective": objective_name(opts),
@@ -517,7 +439,8 @@ def new_options(space: SearchSpace, flags: dict) -> SweepOptions:
         one_worker_in_trial=True,
         multi_objective=bool(flags.get("multi_objective")),
         data_dir=data_dir_for_workers(flags.get("data_dir")),
-        storage_path=storage_uri(flags.get("storage_path")), tracking_uri=tracking.tracking_uri(flags.get("tracking_uri")),
+        storage_path=storage_uri(flags.get("storage_path")),
+        tracking_uri=tracking.tracking_uri(flags.get("tracking_uri"), create=False),     # made in run_sweep
         experiment=flags.get("experiment") or DEFAULT_EXPERIMENT,
         register="" if flags.get("no_register") else check_name(flags.get("register") or default_model_name(space.path),
                                                                  "--register"))

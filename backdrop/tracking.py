@@ -1,5 +1,9 @@
 """MLflow: where runs are recorded. The default is an embedded sqlite store, `mlflow.db` in the
-working directory — the same store `mlflow ui` opens when started there with no arguments."""
+working directory — the same store `mlflow ui` opens when started there with no arguments.
+
+MLflow is imported where a function talks to a store, not with this module: a training process
+(a sweep's trial, a Train worker) uses the metric helpers here and never writes a run, and
+importing MLflow would cost each such process about a second of CPU at its start."""
 import functools
 import os
 import subprocess
@@ -7,8 +11,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-
-import mlflow
 
 from . import experiments
 
@@ -50,6 +52,7 @@ def created_once(uri):
         lock = open(db.parent / f".{db.name}.lock", "a")
     except OSError:
         return                                  # a read-only folder: MLflow says what it can do
+    import mlflow
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
@@ -74,6 +77,7 @@ def check_server(uri, timeout_s=10):
 
 
 def setup(uri=None, experiment=DEFAULT_EXPERIMENT):
+    import mlflow
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(uri), experiment))
@@ -83,6 +87,7 @@ def setup(uri=None, experiment=DEFAULT_EXPERIMENT):
 def resumed_run(uri, run_id):
     """`mlflow.start_run(run_id)` for a run made with the client API, in any process: MLflow
     refuses to resume a run outside the active experiment, so that is set to the run's first."""
+    import mlflow
     client = mlflow.MlflowClient(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)

@@ -70,7 +70,7 @@ def ray_train_empty(cfg, storage, name):
 
 
 def tune_trial(config):
-    """The Tune trainable: one Ray Train run, reporting to Tune (as backdrop.sweep.trial_main)."""
+    """The Tune trainable: one Ray Train run, reporting to Tune (as backdrop.trial.trial_main)."""
     from ray.tune.integration.ray_train import TuneReportCallback
     make_trainer(config["cfg"], workers=1, cpus_per_worker=CPUS, name=f"train-{ray.tune.get_context().get_trial_id()}",
                  storage_path=config["storage"], callbacks=[TuneReportCallback()], max_failures=0).fit()

@@ -212,6 +212,26 @@ def test_one_worker_trials_train_in_reused_processes_and_pack_two_to_a_cpu(tmp_p
         assert steps == list(range(1, len(steps) + 1)) and steps
 
 
+def test_a_trial_process_imports_neither_mlflow_nor_the_driver_side(tmp_path):
+    """What Tune sends a trial (the trainable and the sweep's options, pickled by reference) and
+    what training needs import no MLflow and not sweep.py: every trial process would pay about a
+    second of CPU for MLflow as the sweep starts."""
+    import pickle
+
+    from backdrop import sweep
+    from backdrop.search_space import parse
+
+    opts = sweep.new_options(parse(yaml_space(TINY_SPACE), "tiny.yaml"),
+                             {"name": "light", "storage_path": str(tmp_path / "ray"), "no_register": True,
+                              "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    code = ("import pickle, sys; pickle.loads(sys.stdin.buffer.read()); import backdrop.train, backdrop.worker; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow' or m == 'backdrop.sweep'))")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps((sweep.trial_main, opts)), cwd=REPO,
+                         capture_output=True, check=True)
+    assert out.stdout.decode().strip() == "[]", out.stdout.decode()[:500]
+    assert not (tmp_path / "mlflow.db").exists()       # nor did the options make the store: run_sweep does
+
+
 def yaml_space(text):
     import yaml
     return yaml.safe_load(text)
