@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -237,7 +236,6 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
                                      "sampler": f"TPE(seed={opts.seed})", "storage": opts.path,
                                      "seeds_per_config": opts.seeds})
     resume = resume and Tuner.can_restore(opts.path)   # killed before Tune saved anything: start it
-    threading.Thread(target=warm_scoring_imports, daemon=True).start()
     try:
         grid = build_tuner(opts, resume=resume, source=[shared_source(opts)]).fit()
         results = list(grid)
@@ -254,19 +252,6 @@ def run_sweep(opts: SweepOptions, *, resume=False, address=None, device="cpu"):
         recorder.client.set_terminated(parent, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
     return summary
-
-
-def warm_scoring_imports():
-    """Import what scoring the best trial needs (the figures; torch._dynamo, which torch.optim
-    imports on an optimizer's first use: about 2 s of CPU in all) while the trials train and the
-    driver only waits, not after the last trial, when the user does."""
-    try:
-        import torch
-
-        from . import job  # noqa: F401
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    except Exception:          # a head start only: scoring imports them itself
-        pass
 
 
 def unfinished_trials(path):
