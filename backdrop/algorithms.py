@@ -45,6 +45,9 @@ class Phase:
     name: str
     epochs: int
     images: int = 0         # train on the first N training images only (0 = all)
+    # The phase never changes what predict() returns (it trains other networks only), so the
+    # loop carries the last validation over instead of scoring the same predictor again.
+    predictor_frozen: bool = False
 
 
 class GradReverse(torch.autograd.Function):
@@ -75,7 +78,9 @@ def frozen(*modules):
 
 
 class Algorithm(nn.Module):
-    """Base: holds the networks (as submodules) and one Adam optimiser per trained network.
+    """Base: holds the networks (as submodules) and one Adam optimiser per trained network, made
+    on first use: an algorithm that is only scored or served never builds them (the first Adam
+    built in a process imports torch._dynamo, about 1.5 s).
 
     `distribute(wrap)` lets Ray Train wrap each trained network in DDP on its own; `live(name)`
     returns the wrapped network for steps that train it, while frozen players are called plain
@@ -85,14 +90,22 @@ class Algorithm(nn.Module):
         super().__init__()
         self.cfg, self.in_channels, self.n_classes, self.size = cfg, in_channels, n_classes, size
         self.class_names = tuple(str(k) for k in range(n_classes))    # the data set's, once built for it
-        self.optimizers = {}
+        self.learning_rates = {}          # trained network -> its optimiser's learning rate
+        self._optimizers = None
         self._wrapped = {}
 
     def add_optimizer(self, net_name, lr):
-        self.optimizers[net_name] = torch.optim.Adam(getattr(self, net_name).parameters(), lr=lr)
+        self.learning_rates[net_name] = lr
+
+    @property
+    def optimizers(self):
+        if self._optimizers is None:
+            self._optimizers = {n: torch.optim.Adam(getattr(self, n).parameters(), lr=lr)
+                                for n, lr in self.learning_rates.items()}
+        return self._optimizers
 
     def distribute(self, wrap):
-        for name in self.optimizers:
+        for name in self.learning_rates:
             self._wrapped[name] = wrap(getattr(self, name))
 
     def live(self, name):
@@ -247,7 +260,7 @@ class Adversarial(Algorithm):
         if c["schedule"] == "end_to_end":
             return [Phase("classifier", c["epochs_f"]), Phase("end_to_end", c["epochs_adv"])]
         # The U-Net is the CPU bottleneck, and a subset of the images suffices for masks.
-        return [Phase("classifier", c["epochs_f"]), Phase("mask", mask_epochs, c["mask_images"]),
+        return [Phase("classifier", c["epochs_f"]), Phase("mask", mask_epochs, c["mask_images"], predictor_frozen=True),
                 Phase("adversarial", c["epochs_adv"])]
 
     # ---- pieces shared by the phases ----

@@ -103,7 +103,7 @@ def load_trained(checkpoint, cfg, splits, device="cpu"):
     """Rebuild the trained algorithm from a ray.train.Checkpoint (of a Train run or a Tune trial)."""
     from .train import restore
     algorithm = build_algorithm(cfg, splits)
-    restore(algorithm, load_state(checkpoint))
+    restore(algorithm, load_state(checkpoint), optimizers=False)
     return place(algorithm, device).eval()
 
 

@@ -72,9 +72,12 @@ def checkpoint_state(algorithm, pos: Position):
             **algorithm.training_state()}
 
 
-def restore(algorithm, state) -> Position:
+def restore(algorithm, state, optimizers=True) -> Position:
+    """Load a checkpoint's state; `optimizers=False` for a model that is only scored, not trained
+    on (its optimisers are then never built)."""
     algorithm.load_state_dict(state["model"])
-    algorithm.load_optimizer_state(state["optimizers"])
+    if optimizers:
+        algorithm.load_optimizer_state(state["optimizers"])
     algorithm.load_training_state(state)
     return Position(state["phase_index"], state["epoch"], state["step"])
 
@@ -98,6 +101,7 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
         train_x, train_y = train_x.to(device), train_y.to(device)
     phases = algorithm.phases()
     last_phase = max((i for i, p in enumerate(phases) if p.epochs > 0), default=-1)
+    scored = None           # the predictor's validation as it stands now, once scored
 
     for p_idx, phase in enumerate(phases):
         if p_idx < pos.phase_index or phase.epochs == 0:
@@ -140,7 +144,13 @@ def train(cfg, splits, *, on_epoch=None, resume_state=None, rank=0, world=1, wra
             # Validation reads the model and changes nothing, so skipping it between checkpoints
             # of the curve (val_every) leaves the trained model exactly as it would have been.
             due = (epoch + 1) % cfg["val_every"] == 0 or epoch + 1 == phase.epochs
-            val = scorer(algorithm.predict) if scorer and due else {}
+            if not phase.predictor_frozen:
+                scored = None           # this epoch trained the predictor: its last score is stale
+            val = {}
+            if scorer and due:
+                if scored is None:
+                    scored = scorer(algorithm.predict)
+                val = dict(scored)
             pos.phase_index, pos.epoch = p_idx, epoch + 1
             if on_epoch:
                 on_epoch(EpochEnd(phase.name, p_idx, epoch, pos.step, {k: v / max(count, 1) for k, v in sums.items()},

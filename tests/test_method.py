@@ -481,6 +481,47 @@ def test_val_every_scores_fewer_epochs_and_trains_the_same_model():
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_mask_phase_leaves_the_predictor_alone_and_carries_its_validation_over():
+    """The mask phase trains f_m only (its phase says predictor_frozen): predict() stays bit for
+    bit what the classifier phase left, so the loop reports that validation again instead of
+    scoring the same predictor once per mask epoch."""
+    from backdrop.data import load_dataset
+    from backdrop.train import build_algorithm
+    small = load_dataset("digits", limit=128)
+    cfg = tiny_config(method="adversarial", epochs_f=1, epochs_mask=2, epochs_adv=1, limit=128)
+    algorithm = build_algorithm(cfg, small)
+    assert [p.name for p in algorithm.phases() if p.predictor_frozen] == ["mask"]
+    predict, calls, seen = algorithm.predict, [], []
+
+    def counted(x):
+        calls.append(len(x))
+        return predict(x)
+    algorithm.predict = counted
+    probe = small.val.x[:64]
+    train(cfg, small, algorithm=algorithm,
+          on_epoch=lambda end: seen.append((end.phase, len(calls), dict(end.val), predict(probe))))
+    assert [s[0] for s in seen] == ["classifier", "mask", "mask", "adversarial"]
+    for before, now in zip(seen[:2], seen[1:3]):                    # the two mask epochs
+        assert now[1] == before[1] and now[2] == before[2] and torch.equal(now[3], before[3])
+    assert seen[3][1] > seen[2][1] and not torch.equal(seen[3][3], seen[2][3])
+
+
+def test_a_loaded_model_builds_no_optimiser(tmp_path):
+    """Scoring or serving a model needs no Adam: the first one a process builds imports
+    torch._dynamo (about 1.5 s), so the optimisers are made when training first steps."""
+    import subprocess
+    import sys
+
+    from backdrop.api import save_model
+    from backdrop.data import load_dataset
+    cfg = tiny_config(method="adversarial", mask="heuristic", epochs_f=1, epochs_adv=1, limit=64)
+    path = save_model(train(cfg, load_dataset("digits", limit=64)), tmp_path / "m.pt")
+    probe = ("import sys, torch; from backdrop.api import load_model; m = load_model(sys.argv[1]); "
+             "m(torch.rand(2, 1, 32, 32)); print(sorted(k for k in sys.modules if k.startswith('torch._dynamo'))[:1])")
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-2000:])
+
+
 def test_diversity_moves_only_the_generator_and_rewards_different_backgrounds():
     """The diversity reward reaches f_b alone: one fused game step moves f exactly as without it
     and f_b differently; a generator whose noise changes nothing scores 0; the k-ascent path
