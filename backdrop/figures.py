@@ -9,19 +9,32 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
-def image_grid(images, path, title="", ncol=8):
-    """Save N×C×H×W images in [0, 1] as one grid."""
-    images = images.detach().cpu()[: ncol * 4]
-    n = len(images)
+def tile(images, ncol=8, gap=2):
+    """C×H'×W': the N×C×H×W images in rows of `ncol`, `gap` white pixels apart (white after the
+    last image)."""
+    n, c, h, w = images.shape
     nrow = (n + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 0.9 + (0.3 if title else 0)), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img in zip(axes.flat, images):
-        ax.imshow(img.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+    sheet = images.new_ones(c, nrow * (h + gap) - gap, ncol * (w + gap) - gap)
+    for k, img in enumerate(images):
+        r, q = divmod(k, ncol)
+        sheet[:, r * (h + gap):r * (h + gap) + h, q * (w + gap):q * (w + gap) + w] = img
+    return sheet
+
+
+def image_grid(images, path, title="", ncol=8):
+    """Save N×C×H×W images in [0, 1] as one grid of at most four rows. The grid is tiled into one
+    array and drawn once: a subplot per image costs about a second a figure, paid at the end of
+    every run and sweep."""
+    images = images.detach().cpu()[: ncol * 4].clamp(0, 1)
+    nrow = (len(images) + ncol - 1) // ncol
+    top = 0.3 if title else 0.0
+    fig = plt.figure(figsize=(ncol * 0.9, nrow * 0.9 + top))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 * nrow * 0.9 / (nrow * 0.9 + top)))
+    ax.imshow(tile(images, ncol).permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.2)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

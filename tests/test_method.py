@@ -420,6 +420,17 @@ def test_symmetric_backgrounds_turn_the_generators_own_backgrounds():
         assert any(torch.equal(b[i], v) for v in views)
 
 
+def test_a_grid_tiles_each_image_in_its_place_with_white_gaps():
+    from backdrop.figures import tile
+    images = torch.arange(1, 11, dtype=torch.float32).div(20).view(10, 1, 1, 1).expand(10, 3, 4, 5)
+    sheet = tile(images, ncol=4, gap=2)
+    assert sheet.shape == (3, 3 * 4 + 2 * 2, 4 * 5 + 3 * 2)
+    for k in range(10):
+        r, q = divmod(k, 4)
+        assert torch.equal(sheet[:, r * 6:r * 6 + 4, q * 7:q * 7 + 5], images[k])
+    assert sheet[:, 4:6].eq(1).all() and sheet[:, :, 5:7].eq(1).all() and sheet[:, 12:, 14:].eq(1).all()
+
+
 @pytest.mark.parametrize("background", ["real", "fixed"])
 def test_a_model_rebuilt_from_its_file_draws_its_figures(tmp_path, background):
     """A model file (or a checkpoint) never runs begin_phase: its banks build on first use, and
