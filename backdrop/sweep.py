@@ -529,7 +529,8 @@ def load_options(storage_path, name=None) -> SweepOptions:
 
 def check_same_records(opts, flags):
     """A resumed sweep keeps writing where it started; flags may repeat, not change, that."""
-    given = {"tracking_uri": tracking.tracking_uri(flags["tracking_uri"]) if flags.get("tracking_uri") else None,
+    given = {"tracking_uri": tracking.tracking_uri(flags["tracking_uri"], create=False) if flags.get("tracking_uri")
+             else None,
              "experiment": flags.get("experiment"),
              "data_dir": data_dir_for_workers(flags["data_dir"]) if flags.get("data_dir") else None}
     for key, value in given.items():

@@ -134,3 +134,15 @@ def test_sweep_over_seeds_refuses_what_it_cannot_honour(tmp_path, extra, flags, 
     with pytest.raises(UserError, match=needle) as e:
         sweep.new_options(load_space(space), {"name": "s", "storage_path": str(tmp_path / "ray"), **flags})
     assert "\n" not in str(e.value)
+
+
+def test_a_resume_with_another_store_is_refused_and_leaves_no_store_behind(tmp_path):
+    from backdrop import sweep
+    space = tmp_path / "s.yaml"
+    space.write_text("fixed: {dataset: digits}\nlr_f: {loguniform: [1.0e-4, 1.0e-2]}\n")
+    opts = sweep.new_options(load_space(space), {"name": "s", "storage_path": str(tmp_path / "ray"),
+                                                 "tracking_uri": f"sqlite:///{tmp_path / 'first.db'}"})
+    other = tmp_path / "other.db"
+    with pytest.raises(UserError, match="drop --tracking-uri") as e:
+        sweep.check_same_records(opts, {"tracking_uri": f"sqlite:///{other}"})
+    assert "\n" not in str(e.value) and not other.exists() and not (tmp_path / "first.db").exists()
