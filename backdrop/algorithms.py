@@ -260,7 +260,8 @@ class Adversarial(Algorithm):
         if c["schedule"] == "end_to_end":
             return [Phase("classifier", c["epochs_f"]), Phase("end_to_end", c["epochs_adv"])]
         # The U-Net is the CPU bottleneck, and a subset of the images suffices for masks.
-        return [Phase("classifier", c["epochs_f"]), Phase("mask", mask_epochs, c["mask_images"], predictor_frozen=True),
+        return [Phase("classifier", c["epochs_f"]),
+                Phase("mask", mask_epochs, c["mask_images"], predictor_frozen=True),
                 Phase("adversarial", c["epochs_adv"])]
 
     # ---- pieces shared by the phases ----

@@ -16,9 +16,9 @@ A trial with one worker trains inside its own Tune process (worker.py's TuneSess
 controller, worker group or process group to start), and Tune reuses that process for the next
 trial, so imports stay warm; the trainable and the options live in trial.py, which (with what
 training needs) is all a trial's process imports. A trial with several workers is a plain
-function that builds and fits a Ray Train TorchTrainer (DDP; Ray Train V2), named after the trial. Either way a restarted trial
-resumes from its last checkpoint. The driver reads the data set once and every trial carves its
-splits from that copy in Ray's object store.
+function that builds and fits a Ray Train TorchTrainer (DDP; Ray Train V2), named after the
+trial. Either way a restarted trial resumes from its last checkpoint. The driver reads the data
+set once and every trial carves its splits from that copy in Ray's object store.
 """
 import json
 import math
