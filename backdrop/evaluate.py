@@ -23,19 +23,22 @@ FIXED_DRAWINGS, FIXED_IMAGES = 32, 400
 
 
 @torch.no_grad()
+def predicted_classes(predict, x, batch_size=EVAL_BATCH, device="cpu"):
+    return torch.cat([predict(xb.to(device)).argmax(1).cpu() for xb in x.split(batch_size)])
+
+
 def accuracy(predict, x, y, batch_size=EVAL_BATCH, device="cpu"):
-    correct = 0
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        correct += (predict(xb.to(device)).argmax(1).cpu() == yb).sum().item()
-    return correct / max(len(y), 1)
+    return share_correct(predicted_classes(predict, x, batch_size, device), y)
 
 
-@torch.no_grad()
-def per_class_accuracy(predict, split, class_names, batch_size=EVAL_BATCH, device="cpu"):
-    """{class name: accuracy on that class's images} (clean images; a class with none is left out)."""
-    pred = torch.cat([predict(xb.to(device)).argmax(1).cpu() for xb in split.x.split(batch_size)])
-    return {name: (pred[split.y == k] == k).float().mean().item()
-            for k, name in enumerate(class_names) if bool((split.y == k).any())}
+def per_class_accuracy(pred, y, class_names):
+    """{class name: accuracy on that class's images}, from the predicted classes `pred` of images
+    labelled `y` (a class with none is left out)."""
+    return {name: (pred[y == k] == k).float().mean().item() for k, name in enumerate(class_names) if bool((y == k).any())}
+
+
+def share_correct(pred, y):
+    return (pred == y).sum().item() / max(len(y), 1)
 
 
 def with_summary(accs):
@@ -70,8 +73,12 @@ class SuiteScorer:
             xs, ys = split.x[:subset_images], split.y[:subset_images]
             self.suite.update({k: (x, ys) for k, x in build_suite(xs, families=part, clean=False).items()})
 
-    def __call__(self, predict, prefix=""):
-        accs = {name: accuracy(predict, x, y, device=self.device) for name, (x, y) in self.suite.items()}
+    def __call__(self, predict, prefix="", known=None):
+        """`known`: {entry: accuracy} already measured for this predictor (the clean images' from
+        their per-class scores), used instead of predicting those images again."""
+        known = known or {}
+        accs = {name: known[name] if name in known else accuracy(predict, x, y, device=self.device)
+                for name, (x, y) in self.suite.items()}
         for name, drawings in self.fixed.items():
             accs[f"{name}_fixed"] = min(self.drawing_accuracies(predict, drawings))
         return {f"{prefix}{k}": v for k, v in with_summary(accs).items()}

@@ -30,7 +30,7 @@ from . import figures, records, tracking
 from .api import save_model
 from .data import data_dir_for_workers, source_of, splits_of
 from .errors import UserError
-from .evaluate import noise_curve, per_class_accuracy, test_scorer
+from .evaluate import noise_curve, per_class_accuracy, predicted_classes, share_correct, test_scorer
 from .mlflow_model import EXAMPLE_ROWS
 
 
@@ -95,8 +95,10 @@ def score(algorithm, splits, device="cpu", with_noise=True, label=None):
     bg_gap), each class's clean accuracy, the noise curve (`with_noise`; three times the suite's
     cost), the figures and the model file as bytes, and the MLflow Model's input example."""
     label = label or algorithm.cfg["method"]
-    test = test_scorer(splits, device)(algorithm.predict)
-    per_class = per_class_accuracy(algorithm.predict, splits.test, splits.class_names, device=device)
+    # The clean test images are predicted once, for the per-class scores and the clean column.
+    pred = predicted_classes(algorithm.predict, splits.test.x, device=device)
+    per_class = per_class_accuracy(pred, splits.test.y, splits.class_names)
+    test = test_scorer(splits, device)(algorithm.predict, known={"clean": share_correct(pred, splits.test.y)})
     curve = noise_curve(algorithm.predict, splits.test, device=device) if with_noise else {}
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

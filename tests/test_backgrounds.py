@@ -10,7 +10,8 @@ from backdrop.backgrounds import (FIXED_DRAWING_FAMILIES, NOISE_RATES, SHAPE_FAM
                                   contact_sheet, family_patterns, halo, noise_suite, pattern,
                                   salt_and_pepper)
 from backdrop.data import Split, Splits
-from backdrop.evaluate import FIXED_DRAWINGS, FIXED_IMAGES, STROKE_IMAGES, validation_scorer
+from backdrop.evaluate import (FIXED_DRAWINGS, FIXED_IMAGES, STROKE_IMAGES, per_class_accuracy, predicted_classes,
+                               share_correct, test_scorer, validation_scorer)
 from backdrop.errors import UserError
 
 S = 32
@@ -86,6 +87,29 @@ def test_validation_scores_every_family_strokes_on_a_subset():
     assert all(accs[f] < 0.1 for f in VAL_FAMILIES), accs
     fixed = [f"{f}_fixed" for f in FIXED_DRAWING_FAMILIES]
     assert accs["worst"] == min(accs[f] for f in VAL_FAMILIES + tuple(fixed))
+
+
+def test_a_known_entry_is_taken_as_measured_and_its_images_are_not_predicted_again():
+    """A run's score predicts the clean test images once, for its per-class scores, and hands the
+    clean accuracy to the test suite, which must then skip those images."""
+    n = 300
+    x = digit(n=n)
+    y = torch.arange(n) % 10
+    split = Split(x, y)
+    scorer = test_scorer(Splits(split, split, split, "synthetic"))
+    seen = []
+
+    def predict(b):
+        seen.append(len(b))
+        return torch.nn.functional.one_hot((b.flatten(1).sum(1) * 7).long() % 10, 10).float()
+    full = scorer(predict)
+    predicted, seen[:] = sum(seen), []
+    pred = predicted_classes(predict, x)
+    assert share_correct(pred, y) == full["clean"]
+    assert per_class_accuracy(pred, y, [str(k) for k in range(10)])["3"] == (pred[y == 3] == 3).float().mean().item()
+    seen[:] = []
+    again = scorer(predict, known={"clean": share_correct(pred, y)})
+    assert again == full and sum(seen) == predicted - n
 
 
 def test_fixed_drawing_entry_is_the_weakest_of_the_first_drawings_on_every_image():
