@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from . import experiments, records, specs as S, tracking
-from .distributed import cpus_free
+from .distributed import cluster_address, cpus_free
 from .backgrounds import TEST_FAMILIES
 from .data import data_dir_for_workers, source_of, splits_of
 from .errors import UserError
@@ -89,7 +89,7 @@ def open_parent(client, exp_id, plan, commit):
 
 
 # ---------------------------------------------------------------------------------------- Ray
-def check_reachable(address, timeout=5.0):
+def check_reachable(address, timeout=5.0, named_by="--address"):
     """Fail fast on a HOST:PORT (or ray://HOST:PORT) nobody listens on: ray.init itself retries
     an unreachable GCS for minutes. 'auto' and 'local' are left to Ray."""
     if address in ("auto", "local"):
@@ -97,26 +97,30 @@ def check_reachable(address, timeout=5.0):
     hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise UserError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+        raise UserError(f"{named_by} {address}: expected auto, HOST:PORT or ray://HOST:PORT")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise UserError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); "
-                        "start one with `ray start --head` or drop --address for a local instance") from None
+        drop = "drop --address" if named_by == "--address" else "unset RAY_ADDRESS"
+        raise UserError(f"cannot reach a Ray cluster at {address} ({named_by}; {e.strerror or e}); "
+                        f"start one with `ray start --head` or {drop} for a local instance") from None
 
 
 @contextmanager
 def ray_session(address=None):
-    """Use the caller's Ray (already initialised), else connect to `address`, else start a new
-    local instance: address="local", because a bare ray.init() silently joins whatever cluster
-    was started last on this machine. No dashboard: it only slows a short-lived local start."""
+    """Use the caller's Ray (already initialised), else connect to `address`, else to
+    $RAY_ADDRESS (which `ray job submit` sets, as Ray Train placements honour it too), else start
+    a new local instance: address="local", because a bare ray.init() silently joins whatever
+    cluster was started last on this machine. No dashboard: it only slows a short-lived local start."""
     if ray.is_initialized():
         yield
         return
+    named_by = "--address" if address else "$RAY_ADDRESS"
+    address = cluster_address(address)
     kwargs = {"runtime_env": RUNTIME_ENV, "logging_level": "WARNING"}
     try:
         if address:
-            check_reachable(address)
+            check_reachable(address, named_by=named_by)
             ray.init(address=address, **kwargs)
         else:
             ray.init(address="local", include_dashboard=False, **kwargs)

@@ -37,8 +37,8 @@ from .mlflow_model import EXAMPLE_ROWS
 @dataclass(frozen=True)
 class Placement:
     """Where a job trains: "process" (here), "task" (a Ray task) or "train" (Ray Train with
-    `workers`); `address`: the Ray cluster (None: for Ray Train $RAY_ADDRESS, else a new local
-    instance; for a task always a new local instance, as ablations and Table 1 start one);
+    `workers`); `address`: the Ray cluster (None: $RAY_ADDRESS if set, else a new local
+    instance);
     `gpus`: a Ray task's GPU share (a task asked for device cuda gets a whole GPU);
     `storage_path` and `max_failures`: Ray Train's checkpoints and restarts."""
     where: str = "process"

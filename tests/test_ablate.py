@@ -178,6 +178,26 @@ def test_a_negative_gpu_share_is_refused_in_one_line_before_anything_runs(tmp_pa
     assert not (tmp_path / "a.db").exists()
 
 
+def test_an_ablation_joins_the_cluster_ray_address_names_and_says_so_when_nobody_is_there(tmp_path):
+    """`ray job submit` sets $RAY_ADDRESS: an ablation's Ray tasks go there, as Ray Train runs do,
+    and an address nobody listens on is one line naming the variable, not minutes of retries."""
+    import socket
+    import time
+
+    from conftest import run_cli
+    with socket.socket() as s:                  # a port that was free a moment ago: nobody listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    proc = run_cli("platform.ablate", "mask_off", "--seeds", "1", "--tracking-uri", f"sqlite:///{tmp_path / 'a.db'}",
+                   env={"RAY_ADDRESS": f"127.0.0.1:{port}"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]          # (MLflow's INFO lines as it makes the store come first)
+    assert last.startswith("platform.ablate: error: cannot reach a Ray cluster"), last
+    assert all(s in last for s in ("$RAY_ADDRESS", f"127.0.0.1:{port}", "unset RAY_ADDRESS")), last
+    assert time.perf_counter() - t0 < 60
+
+
 def test_a_set_of_ablations_against_the_adopted_config_shares_its_reference_runs(ray_local, store, capsys,
                                                                                  monkeypatch):
     """`platform.ablate A B --reference adopted`: one Ray batch trains the adopted config's runs once
