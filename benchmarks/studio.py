@@ -95,7 +95,8 @@ def main():
                    help="train the runs as Ray tasks of one CPU each, as many at a time as Ray has CPUs; "
                         "finished runs of the same config and commit are reused")
     p.add_argument("--rerun", action="store_true", help="with --parallel: train every run, reusing none")
-    p.add_argument("--address", help="with --parallel: a Ray cluster (HOST:PORT or auto); default: a new local instance")
+    p.add_argument("--address", help="with --parallel: a Ray cluster (HOST:PORT or auto); default: $RAY_ADDRESS "
+                                         "if set, else a new local instance")
     p.add_argument("--tracking-uri")
     a = p.parse_args()
     if a.train_images < 100 or a.test_images < 20:

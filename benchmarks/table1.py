@@ -51,7 +51,8 @@ def main():
     p.add_argument("--rerun", action="store_true", help="with --parallel: train every run, reusing none")
     p.add_argument("--gpus-per-run", type=float, default=0.0,
                    help="with --parallel: a GPU share per run (0.25: four runs at once on each GPU); default 0, the CPU")
-    p.add_argument("--address", help="with --parallel: a Ray cluster (HOST:PORT or auto); default: a new local instance")
+    p.add_argument("--address", help="with --parallel: a Ray cluster (HOST:PORT or auto); default: $RAY_ADDRESS "
+                                         "if set, else a new local instance")
     a = p.parse_args()
     if a.config and len(a.methods) != 1:
         raise UserError(f"--config replaces one method's config; give one method, not {' '.join(a.methods)}")

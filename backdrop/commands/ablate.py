@@ -29,8 +29,8 @@ def build_parser(prog="python -m platform.ablate"):
     p.add_argument("--dataset", default="digits", type=parse_dataset, help="digits (offline default), mnist, fashion-mnist, or your own images: folder:PATH or npz:PATH")
     p.add_argument("--data-dir", help="folder with the IDX .gz files (or $BACKDROP_DATA_DIR); on a cluster it "
                                       "must exist on every node")
-    p.add_argument("--address", help="Ray cluster to use (auto, HOST:PORT or ray://HOST:10001); default: start "
-                                     "a new local instance with every core")
+    p.add_argument("--address", help="Ray cluster to use (auto, HOST:PORT or ray://HOST:10001); default: "
+                                     "$RAY_ADDRESS if set (ray job submit sets it), else a new local instance with every core")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                                           "sqlite:///mlflow.db here)")
     p.add_argument("--experiment", default=experiments.ABLATIONS,
