@@ -24,7 +24,7 @@ def test_train_help_works():
 
 RAY_SCRIPT = r"""
 import pickle, ray
-ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
 
 @ray.remote
 def call(fn):
