@@ -18,8 +18,9 @@ training set give the training and validation folders; those of its test set the
 Built once per (images, seed 0) into --studio-dir; the files are never committed.
 
 Targets (issue 15): the method's mean world accuracy within 3 points of its studio accuracy and no
-world family more than 6 points below it; the plain CNN shows the collapse. Model selection:
-none (configs/studio/*.yaml are fixed before any run).
+world family more than 6 points below it; the plain CNN shows the collapse. Model selection: on
+validation alone; a candidate config carries its rule, written before its runs, and replaces
+configs/studio/adversarial.yaml only if that rule says so.
 """
 import argparse
 import platform as _platform_check  # noqa: F401  (run from the repo root: the shim must serve it)
