@@ -4,8 +4,8 @@
 #     (Ray tasks of one CPU and 1/9 of the GPU each);
 #  2. the same configs for one seed, one run at a time (a whole GPU per task), for trials per hour
 #     with and without packing;
-#  3. the CUDA tests (CI has no GPU, so they skip there): each method on the GPU, and trials and
-#     Ray tasks packed two to a GPU.
+#  3. the CUDA tests (CI has no GPU, so they skip there): each method on the GPU, trials and Ray
+#     tasks packed two to a GPU, and Ray Train DDP with two workers sharing the GPU.
 # Each stage has its own time limit, so one stage's failure leaves the others' figures.
 # PYTHON names the interpreter (default: python).
 #
@@ -31,5 +31,5 @@ table1 packed "${PACKED_TIMEOUT:-240}" --seeds 0 1 2 --gpus-per-run 0.11
 table1 one_at_a_time "${SERIAL_TIMEOUT:-180}" --seeds 0 --gpus-per-run 1
 
 t0=$SECONDS
-timeout "${TEST_TIMEOUT:-150}" $py -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/tests.log"
+timeout "${TEST_TIMEOUT:-240}" $py -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_distributed.py -k gpu 2>&1 | tee "$out/tests.log"
 echo "tests: $((SECONDS - t0)) s" | tee -a "$out/tests.log"
