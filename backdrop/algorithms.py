@@ -317,6 +317,11 @@ class Adversarial(Algorithm):
             # should not depend on which one it happened to find (docs/RESULTS.md, stripes).
             from .backgrounds import random_symmetries
             b = random_symmetries(b, self.noise)
+        if self.cfg["colour_backgrounds"]:
+            # One generator settles on one palette; the world paints its patterns in any colours
+            # (a plain wall of a colour the studio never had costs f as much as a pattern does).
+            from .backgrounds import random_colours
+            b = random_colours(b, self.noise)
         return b
 
     def source(self, name):

@@ -1,6 +1,6 @@
 """The fixed test backgrounds of Table 1, validation backgrounds of other families, the
 salt-and-pepper noise sweep, a bank of real photographs (METHOD.md, "The test backgrounds"), and
-random symmetries of generated backgrounds.
+random symmetries and colours of generated backgrounds.
 
 Every pattern is a deterministic binary image of size S x S (1 = on, 0 = off). A pattern is laid
 over an image by `apply_pattern`: the image's support (`x > 0` in any channel) is dilated by a
@@ -444,7 +444,7 @@ class TextureBank:
         return out
 
 
-# ----------------------------------------------------------------------------- symmetries
+# ----------------------------------------------------------------------------- symmetries and colours
 def random_symmetries(b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image of `b` (N, C, S, S) turned or flipped by one of the square's 8 symmetries,
     drawn per image from `generator`. Differentiable: only pixels move."""
@@ -453,6 +453,15 @@ def random_symmetries(b: torch.Tensor, generator: torch.Generator) -> torch.Tens
                          t, t.flip(-1), t.flip(-2), t.flip(-1, -2)])
     which = torch.randint(8, (len(b),), generator=generator).to(b.device)
     return views[which, torch.arange(len(b), device=b.device)]
+
+
+def random_colours(b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of `b` (N, C, S, S in [0, 1]) recoloured channel by channel: value v becomes
+    lo + (hi - lo) * v, with lo and hi drawn uniformly from [0, 1] per image and channel (hi < lo
+    inverts the channel). A two-valued pattern comes out in two random colours, the way `in_colour`
+    draws a family. Differentiable in `b`."""
+    ends = torch.rand((2, b.shape[0], b.shape[1], 1, 1), generator=generator).to(b.device, b.dtype)
+    return ends[0] + (ends[1] - ends[0]) * b
 
 
 # ----------------------------------------------------------------------------- contact sheet

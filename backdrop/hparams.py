@@ -66,6 +66,9 @@ HPARAMS = {
                              "that draws the same few patterns for every z", low=0.0, high=10.0),
     "symmetric_backgrounds": HParam(False, "turn or flip each generated background by a random one of the "
                                            "square's 8 symmetries (the adversary's patterns in every orientation)"),
+    "colour_backgrounds": HParam(False, "draw each generated background's pattern in random colours: every channel "
+                                        "mapped onto a random range of its own, drawn per image (the adversary's "
+                                        "patterns in every palette, as the world suite draws its families)"),
     "f_average": HParam(0.0, "decay of an exponential moving average of f's weights over the game "
                              "(0 = off); predict uses the average once the game has begun", low=0.0, high=0.9999),
     "white_penalty": HParam(True, "penalise relu(mean(b) - 0.5) so f_b cannot win by painting white"),

@@ -420,6 +420,37 @@ def test_symmetric_backgrounds_turn_the_generators_own_backgrounds():
         assert any(torch.equal(b[i], v) for v in views)
 
 
+def test_random_colours_map_each_channel_of_each_background_onto_a_range_of_its_own():
+    from backdrop.backgrounds import random_colours
+    pattern = (torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    b = pattern.expand(32, 3, 8, 8).clone().requires_grad_(True)
+    out = random_colours(b, torch.Generator().manual_seed(0))
+    assert out.shape == b.shape and 0 <= out.min() and out.max() <= 1
+    on = out.detach()[:, :, pattern[0, 0] > 0]          # N x C x (pixels on)
+    off = out.detach()[:, :, pattern[0, 0] == 0]
+    # Two colours per image: every "on" pixel one colour, every "off" pixel another.
+    assert torch.allclose(on, on[..., :1].expand_as(on)) and torch.allclose(off, off[..., :1].expand_as(off))
+    colours = on[..., 0]                                 # N x C
+    assert len({tuple(c.round(decimals=4).tolist()) for c in colours}) == 32     # drawn per image
+    assert not torch.allclose(colours[:, 0], colours[:, 1])                      # and per channel
+    assert ((on[..., 0] - off[..., 0]) < 0).any()        # some channels inverted (hi < lo)
+    out.sum().backward()
+    assert b.grad.abs().sum() > 0
+
+
+def test_colour_backgrounds_recolour_the_generators_own_backgrounds():
+    cfg = tiny_config(colour_backgrounds=True, tiles=1, noise_dim=4)
+    alg = Adversarial(cfg)
+    replay = torch.Generator()
+    replay.set_state(alg.noise.get_state())
+    b = alg.backgrounds(16, "cpu", generator_live=False)
+    with torch.no_grad():
+        raw = alg.f_b(alg.f_b.sample_noise(16, replay))
+    ends = torch.rand((2, 16, raw.shape[1], 1, 1), generator=replay)
+    assert not torch.allclose(b, raw)
+    assert torch.allclose(b, ends[0] + (ends[1] - ends[0]) * raw, atol=1e-6)
+
+
 def test_a_grid_tiles_each_image_in_its_place_with_white_gaps():
     from backdrop.figures import tile
     images = torch.arange(1, 11, dtype=torch.float32).div(20).view(10, 1, 1, 1).expand(10, 3, 4, 5)
