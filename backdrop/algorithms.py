@@ -318,8 +318,8 @@ class Adversarial(Algorithm):
             from .backgrounds import random_symmetries
             b = random_symmetries(b, self.noise)
         if self.cfg["colour_backgrounds"]:
-            # One generator settles on one palette; the world paints its patterns in any colours
-            # (a plain wall of a colour the studio never had costs f as much as a pattern does).
+            # One generator settles on one palette, and f then falls on a plain wall of a colour
+            # it never met (docs/RESULTS.md, Why clock is near chance); the world uses any colours.
             from .backgrounds import random_colours
             b = random_colours(b, self.noise)
         return b
