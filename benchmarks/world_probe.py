@@ -20,7 +20,8 @@ import torch
 
 from backdrop import tracking
 from backdrop.api import load_model
-from backdrop.backgrounds import TEST_FAMILIES, family_colours, family_patterns, halo
+from backdrop.backgrounds import TEST_FAMILIES, family_colours, family_patterns, halo, in_colour
+from backdrop.data import make_splits
 from backdrop.errors import UserError, one_line_errors
 from backdrop.evaluate import predicted_classes
 from backdrop.user_data import read_user_source
@@ -44,9 +45,8 @@ def main():
     if model.shape[0] != 3:
         raise UserError(f"{a.model}: a model of {model.shape[0]} channel(s); the world probe draws colour walls "
                         "and needs an RGB studio model")
-    src = read_user_source("folder", a.studio_dir, model.shape[-1])
-    x = torch.from_numpy(np.array(src.test_x[:a.images])).permute(0, 3, 1, 2).float().div(255)
-    y = torch.from_numpy(np.array(src.test_y[:a.images])).long()
+    test = make_splits(read_user_source("folder", a.studio_dir, model.shape[-1]), limit=a.images).test
+    x, y = test.x, test.y
     keep = halo(x)
 
     def on(surround):
@@ -57,9 +57,9 @@ def main():
     def wall(colour):
         return torch.as_tensor(np.asarray(colour, np.float32))[:, None, None].expand(3, *x.shape[-2:])
 
-    def drawn(pattern, colours):
-        hi, lo = (wall(c) for c in colours)
-        return lo + torch.from_numpy(np.array(pattern)) * (hi - lo)
+    def drawn(pattern, colours_of):
+        """The pattern in the two colours of the family `colours_of`, as the world suite draws it."""
+        return in_colour(torch.from_numpy(np.array(pattern))[None], colours_of, 3)[0]
 
     size = x.shape[-1]
     clean = 100 * (predicted_classes(model, x) == y).float().mean().item()
@@ -68,12 +68,12 @@ def main():
     print("|---|---|---|---|---|")
     for name in TEST_FAMILIES:
         pattern, colours = family_patterns(name, size)[0], family_colours(name)
-        own, counts = on(drawn(pattern, colours))
+        own, counts = on(drawn(pattern, name))
         print(f"| {name} | {own:.1f} | {on(wall(colours[1]))[0]:.1f} | {on(wall(colours[0]))[0]:.1f} | "
               f"{' '.join(map(str, counts))} |")
     clock = family_patterns("clock", size)[0]
     print("\nclock's pattern in other families' colours: "
-          + ", ".join(f"{n} {on(drawn(clock, family_colours(n)))[0]:.1f}" for n in TEST_FAMILIES if n != "clock"))
+          + ", ".join(f"{n} {on(drawn(clock, n))[0]:.1f}" for n in TEST_FAMILIES if n != "clock"))
     rng = np.random.RandomState(WALL_SEED)
     walls = [rng.uniform(0, 1, 3) for _ in range(RANDOM_WALLS)]
     print("plain walls of random colours: "
