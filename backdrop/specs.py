@@ -250,7 +250,9 @@ def plan(spec, specs, dataset, seeds=None, overrides=None) -> Plan:
         for side, s in (("reference", reference), ("variant", spec)):
             cfg = cfg_for(s, specs, dataset, seed, budget)
             jobs.append(Job(side, s.name, seed, cfg, run_key(cfg)))
-    p = Plan(spec, reference, dataset, seeds, tuple(jobs), budget)
+    # A user's folder by its absolute path, as its runs have it: the parent run's record then
+    # names the same images whatever folder the ablation was started from.
+    p = Plan(spec, reference, jobs[0].cfg["dataset"] if jobs else dataset, seeds, tuple(jobs), budget)
     if p.same_as_reference and not spec.is_base:
         raise UserError(f"'{spec.name}' is identical to its reference '{reference.name}' under these settings "
                         f"(an override undoes its changes: {spec.changes})")

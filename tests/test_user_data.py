@@ -202,6 +202,30 @@ def test_a_sweep_trains_on_own_images_after_the_folder_is_gone(tmp_path):
     two_trial_sweep(space, tmp_path)
 
 
+def test_an_ablation_on_a_folder_trains_both_sides_and_reuses_them_while_the_files_are_the_same(tmp_path):
+    """`backdrop ablate mask_off --dataset folder:my_photos`, typed as the README shows it (a
+    relative path), from the photos' parent folder: both sides train as Ray tasks on the folder,
+    every record names the folder by its absolute path, and a rerun reuses the four runs."""
+    from mlflow import MlflowClient
+    write_folder(tmp_path / "my_photos", studio_images(n_per_class=10))
+    args = [str(Path(sys.executable).parent / "backdrop"), "ablate", "mask_off", "--dataset", "folder:my_photos",
+            "--seeds", "2", "--epochs-f", "1", "--epochs-mask", "1", "--epochs-adv", "1", "--widths", "8,16,32",
+            "--batch-size", "8", "--tracking-uri", "sqlite:///a.db"]
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "0 finished run(s) reused, 4 to train" in r.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'a.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    children = [x for x in runs if "mlflow.parentRunId" in x.data.tags]
+    assert {(c.data.tags["spec"], c.data.params["seed"], c.data.params["mask"], c.info.status) for c in children} == {
+        (spec, seed, mask, "FINISHED") for spec, mask in (("adversarial", "unet"), ("mask_off", "none"))
+        for seed in ("0", "1")}
+    assert {x.data.params["dataset"] for x in runs} == {f"folder:{(tmp_path / 'my_photos').resolve()}"}
+    assert all({"test/clean", "test/photos", "test/worst"} <= set(c.data.metrics) for c in children)
+    again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode == 0 and "4 finished run(s) reused, 0 to train" in again.stdout, again.stderr[-2000:]
+
+
 def test_the_object_is_keyed_against_any_backdrop_and_black_backdrops_are_unchanged():
     """keying.object_support: on MNIST-style black backdrops exactly x > 0 (what the test suite
     and the heuristic mask always used); on a grey studio backdrop with a gradient and sensor
