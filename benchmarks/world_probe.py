@@ -2,13 +2,16 @@
 surround changed, one factor at a time. The objects and their halo stay exactly as the world suite
 keeps them (backgrounds.halo); what fills the rest is, per family, its pattern in its own colours,
 a plain wall of its "off" colour, and one of its "on" colour; then the clock pattern in the other
-families' colours; then plain walls of a dozen seeded random colours and of studio grey.
+families' colours; then plain walls of a dozen seeded random colours and of studio grey; then
+each family's pattern at a fraction of its own contrast (its two colours drawn towards their
+midpoint), and in black and white.
 
     python benchmarks/world_probe.py --model runs:/<run id>/model --tracking-uri sqlite:///studio.db \\
         --studio-dir studio-fashion --images 1000
 
 A family that falls with its pattern but not on its plain colours is read as part of the object;
-one that falls on its plain colours too is a palette the model never saw. The predicted-class
+one that falls on its plain colours too is a palette the model never saw; one that falls at a
+quarter of its contrast is read for its shape, not its colours. The predicted-class
 counts show where the answers go. This looks at test images: it explains a result, it chooses
 nothing (a candidate's rule reads validation only).
 """
@@ -27,6 +30,7 @@ from backdrop.evaluate import predicted_classes
 from backdrop.user_data import read_user_source
 
 RANDOM_WALLS, WALL_SEED, STUDIO_GREY = 12, 0, 0.75
+CONTRASTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def main():
@@ -61,6 +65,13 @@ def main():
         """The pattern in the two colours of the family `colours_of`, as the world suite draws it."""
         return in_colour(torch.from_numpy(np.array(pattern))[None], colours_of, 3)[0]
 
+    def faded(pattern, colours, c):
+        """The pattern in its two colours drawn to a fraction `c` of their difference, around
+        their midpoint: at 0 a plain wall of the midpoint, at 1 the family as drawn."""
+        on, off = (torch.from_numpy(v)[:, None, None] for v in colours)
+        mid, half = (on + off) / 2, c * (on - off) / 2
+        return (mid - half) + torch.from_numpy(np.array(pattern)) * 2 * half
+
     size = x.shape[-1]
     clean = 100 * (predicted_classes(model, x) == y).float().mean().item()
     print(f"{a.images} studio test images; clean {clean:.1f} %")
@@ -79,6 +90,13 @@ def main():
     print("plain walls of random colours: "
           + ", ".join(f"({' '.join(f'{v:.2f}' for v in c)}) {on(wall(c))[0]:.1f}" for c in walls))
     print(f"plain studio-grey wall ({STUDIO_GREY}): {on(wall([STUDIO_GREY] * 3))[0]:.1f}")
+    print(f"\n| family | {' | '.join(f'contrast {c:g}' for c in CONTRASTS)} | black and white |")
+    print("|---|" + "---|" * (len(CONTRASTS) + 1))
+    for name in TEST_FAMILIES:
+        pattern, colours = family_patterns(name, size)[0], family_colours(name)
+        cells = [on(faded(pattern, colours, c))[0] for c in CONTRASTS]
+        cells.append(on(torch.from_numpy(np.array(pattern)).expand(3, -1, -1))[0])
+        print(f"| {name} | {' | '.join(f'{v:.1f}' for v in cells)} |")
 
 
 if __name__ == "__main__":
