@@ -65,12 +65,11 @@ def main():
         """The pattern in the two colours of the family `colours_of`, as the world suite draws it."""
         return in_colour(torch.from_numpy(np.array(pattern))[None], colours_of, 3)[0]
 
-    def faded(pattern, colours, c):
-        """The pattern in its two colours drawn to a fraction `c` of their difference, around
-        their midpoint: at 0 a plain wall of the midpoint, at 1 the family as drawn."""
-        on, off = (torch.from_numpy(v)[:, None, None] for v in colours)
-        mid, half = (on + off) / 2, c * (on - off) / 2
-        return (mid - half) + torch.from_numpy(np.array(pattern)) * 2 * half
+    def faded(pattern, name, c):
+        """The family as drawn, pulled to a fraction `c` of its contrast around the midpoint of its
+        two colours: at 0 a plain wall of the midpoint, at 1 the family as drawn."""
+        mid = wall(sum(family_colours(name)) / 2)
+        return mid + c * (drawn(pattern, name) - mid)
 
     size = x.shape[-1]
     clean = 100 * (predicted_classes(model, x) == y).float().mean().item()
@@ -93,8 +92,8 @@ def main():
     print(f"\n| family | {' | '.join(f'contrast {c:g}' for c in CONTRASTS)} | black and white |")
     print("|---|" + "---|" * (len(CONTRASTS) + 1))
     for name in TEST_FAMILIES:
-        pattern, colours = family_patterns(name, size)[0], family_colours(name)
-        cells = [on(faded(pattern, colours, c))[0] for c in CONTRASTS]
+        pattern = family_patterns(name, size)[0]
+        cells = [on(faded(pattern, name, c))[0] for c in CONTRASTS]
         cells.append(on(torch.from_numpy(np.array(pattern)).expand(3, -1, -1))[0])
         print(f"| {name} | {' | '.join(f'{v:.1f}' for v in cells)} |")
 
