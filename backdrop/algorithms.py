@@ -332,7 +332,9 @@ class Adversarial(Algorithm):
 
     def sources_in_use(self):
         names = {self.cfg["background"]} - {"adv"}
-        return sorted(names | ({"real"} if self.cfg["real_fraction"] > 0 else set()))
+        shares = {name for name, key in (("real", "real_fraction"), ("randconv", "randconv_fraction"))
+                  if self.cfg[key] > 0}
+        return sorted(names | shares)
 
     DIVERSITY_PAIRS = 16
 

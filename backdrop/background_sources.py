@@ -2,7 +2,7 @@
 named entry that draws n backgrounds from the caller's noise stream. A new source is an entry
 here (and a choice of `background` in hparams.py), not an edit of the game. The adversary's own
 backgrounds (`background: adv`) belong to the game (algorithms.Adversarial); what the game mixes
-into a batch besides them — black, photographed and replayed shares (`mix`, `ReplayBuffer`) —
+into a batch besides them — black, photographed, random-convolution and replayed shares (`mix`, `ReplayBuffer`) —
 is at the end of this module.
 
 A source builds any state it needs from the run's seed on first use, so a model rebuilt from a
@@ -78,6 +78,38 @@ class FixedBank(BackgroundSource):
         return bank[torch.randint(len(bank), (n,), generator=noise)]
 
 
+@source("randconv")
+class RandomConvolutions(BackgroundSource):
+    """Fine two-colour structure the adversary's coarse tiles rarely draw: white noise at a random
+    scale (1, 2 or 4 px), through a random k x k filter (k in 1, 3, 5, 7; RandConv, Xu et al.,
+    ICLR 2021), then cut into two levels, either at a random quantile (speckle, blobs, streaks)
+    or as a narrow band around one (thin contour lines), and drawn in two random colours per
+    channel as `colour_backgrounds` draws the generator's. A cheap, non-adversarial share of
+    local texture (`randconv_fraction`)."""
+    SCALES, KERNELS = (1, 2, 4), (1, 3, 5, 7)
+
+    def draw(self, n, noise):
+        from .backgrounds import random_colours
+        S, K = self.size, max(self.KERNELS)
+        out = torch.empty(n, 1, S, S)
+        for i in range(n):
+            s = self.SCALES[int(torch.randint(len(self.SCALES), (1,), generator=noise))]
+            k = self.KERNELS[int(torch.randint(len(self.KERNELS), (1,), generator=noise))]
+            v = torch.randn((1, 1, -(-S // s), -(-S // s)), generator=noise)
+            v = F.interpolate(v, scale_factor=s, mode="bilinear", align_corners=False)[..., :S, :S] if s > 1 else v
+            w = torch.randn((1, 1, k, k), generator=noise)
+            v = F.conv2d(F.pad(v, (k // 2,) * 4, mode="circular"), w).flatten()
+            q = float(torch.empty(()).uniform_(0.2, 0.8, generator=noise))
+            level = v.quantile(q)
+            if float(torch.rand((), generator=noise)) < 0.5:
+                on = v > level                                   # regions
+            else:
+                band = float(torch.empty(()).uniform_(0.05, 0.3, generator=noise)) * v.std()
+                on = (v - level).abs() < band                    # lines along a level set
+            out[i, 0] = on.view(S, S).float()
+        return random_colours(out.expand(n, self.channels, S, S), noise)
+
+
 # ---------------------------------------------------------------- what the game mixes in
 
 class ReplayBuffer(torch.nn.Module):
@@ -98,7 +130,7 @@ class ReplayBuffer(torch.nn.Module):
 
     @torch.no_grad()
     def remember(self, b, noise):
-        """Keep the batch's last background (never a black, real or replayed one: mix puts those first)."""
+        """Keep the batch's last background (never a mixed-in share: mix puts those first)."""
         n = int(self.stored)
         slot = n if n < len(self.bank) else int(torch.randint(len(self.bank), (1,), generator=noise))
         self.bank[slot] = b[-1].detach()
@@ -112,17 +144,21 @@ def mix(b, cfg, noise, sources, replay=None, x=None):
     """The batch's backgrounds as the config mixes them: its first `black_fraction` rows the plain
     studio backdrop (keyed from the images `x`: black on a black backdrop; black without `x`), so
     f keeps seeing its objects on the surround of the clean data; the next `real_fraction` crops
-    of photographs (`sources("real")`); the next `replay_fraction` past generated backgrounds
+    of photographs (`sources("real")`); the next `randconv_fraction` random-convolution textures
+    (`sources("randconv")`); the next `replay_fraction` past generated backgrounds
     (`replay`; none before the first is stored); the rest `b` (batches are random permutations,
     so each share is a random subset)."""
     k_black = round(len(b) * cfg["black_fraction"])
     k_real = round(len(b) * cfg["real_fraction"])
+    k_conv = round(len(b) * cfg["randconv_fraction"])
     k_replay = round(len(b) * cfg["replay_fraction"]) if replay is not None and replay.filled() else 0
-    if not (k_black or k_real or k_replay):
+    if not (k_black or k_real or k_conv or k_replay):
         return b
     parts = [keyed_backdrop(x[:k_black]).to(b.dtype) if x is not None else torch.zeros_like(b[:k_black])]
     if k_real:
         parts.append(sources("real").draw(k_real, noise).to(b.device, b.dtype))
+    if k_conv:
+        parts.append(sources("randconv").draw(k_conv, noise).to(b.device, b.dtype))
     if k_replay:
         parts.append(replay.draw(k_replay, noise).to(b.dtype))
-    return torch.cat(parts + [b[k_black + k_real + k_replay:]])
+    return torch.cat(parts + [b[k_black + k_real + k_conv + k_replay:]])

@@ -50,12 +50,15 @@ HPARAMS = {
     "ascent_per_descent": HParam(1.0, "ascent steps of f_b per descent step of f (and f_m); "
                                       "exactly 1 shares one forward/backward via gradient reversal",
                                  low=0.0, high=16.0),
-    "background": HParam("adv", "phase-3 backgrounds", ("adv", "black", "noise", "real", "fixed")),
+    "background": HParam("adv", "phase-3 backgrounds", ("adv", "black", "noise", "real", "fixed", "randconv")),
     "fixed_bank_size": HParam(256, "backgrounds in the fixed bank (background=fixed)", low=1),
     "black_fraction": HParam(0.0, "fraction of each phase-3 batch composited on the plain studio backdrop (keyed; "
                                   "black, x*m alone, on a black one): a generator never paints it", low=0.0, high=1.0),
     "real_fraction": HParam(0.0, "fraction of each phase-3 batch composited on crops of real photographs "
                                  "(after the black share; the rest is the generator's)", low=0.0, high=1.0),
+    "randconv_fraction": HParam(0.0, "fraction of each phase-3 batch composited on random-convolution textures "
+                                     "(fine two-colour structure at 1-4 px; after the black and real shares)",
+                                low=0.0, high=1.0),
     "replay_fraction": HParam(0.0, "fraction of each phase-3 batch composited on past generated backgrounds, "
                                    "replayed from a buffer (after the black and real shares): f keeps seeing "
                                    "patterns the generator has moved away from", low=0.0, high=1.0),
@@ -152,9 +155,10 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
         if cfg[key] != off and cfg["background"] != "adv":
             raise UserError(f"{where}: '{key}' acts on the adversarial generator, but background is "
                             f"{cfg['background']!r}; set background: adv or drop '{key}'")
-    shares = cfg["black_fraction"] + cfg["real_fraction"] + cfg["replay_fraction"]
+    share_keys = ("black_fraction", "real_fraction", "randconv_fraction", "replay_fraction")
+    shares = sum(cfg[k] for k in share_keys)
     if shares > 1:
-        raise UserError(f"{where}: 'black_fraction' + 'real_fraction' + 'replay_fraction' = {shares:g} is more "
+        raise UserError(f"{where}: {' + '.join(repr(k) for k in share_keys)} = {shares:g} is more "
                         "than the whole batch (1)")
     return cfg
 

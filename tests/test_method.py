@@ -259,7 +259,7 @@ def test_every_background_choice_is_the_adversary_or_a_registered_source():
         assert b.shape == (5, 3, 16, 16) and 0 <= b.min() and b.max() <= 1, name
 
 
-@pytest.mark.parametrize("background", ["black", "noise", "real", "fixed"])
+@pytest.mark.parametrize("background", ["black", "noise", "real", "fixed", "randconv"])
 def test_background_modes_run(digits, background):
     cfg = tiny_config(background=background, mask="heuristic", epochs_f=1, epochs_adv=1, limit=64)
     from backdrop.data import load_dataset
@@ -322,6 +322,31 @@ def test_real_fraction_puts_the_next_share_of_the_batch_on_photographs():
     assert not torch.allclose(photos, b[2:6])
 
 
+def test_randconv_fraction_puts_the_share_after_the_photographs_on_two_colour_textures():
+    cfg = tiny_config(black_fraction=0.25, real_fraction=0.25, randconv_fraction=0.25)
+    alg = Adversarial(cfg, in_channels=3)
+    x, m, b = torch.rand(8, 3, 32, 32), (torch.rand(8, 1, 32, 32) > 0.5).float(), torch.rand(8, 3, 32, 32)
+    x[..., :4, :] = x[..., -4:, :] = x[..., :4] = x[..., -4:] = 0      # a black backdrop
+    replay = torch.Generator()
+    replay.set_state(alg.noise.get_state())
+    out = alg.composite(x, m, b)
+    photos = alg.source("real").draw(2, replay)
+    textures = alg.source("randconv").draw(2, replay)          # drawn next from the same stream
+    assert torch.equal(out[:2], x[:2] * m[:2])                  # 2 of 8 on black
+    assert torch.equal(out[2:4], M.composite(x[2:4], m[2:4], photos))
+    assert torch.equal(out[4:6], M.composite(x[4:6], m[4:6], textures))
+    assert torch.equal(out[6:], M.composite(x[6:], m[6:], b[6:]))
+    many = alg.source("randconv").draw(64, torch.Generator().manual_seed(1))
+    for t in many:      # each texture is two colours (one per level), drawn per channel
+        assert all(len(torch.unique(channel)) <= 2 for channel in t)
+    # ...and covers structure from single pixels to blobs: neighbouring pixels agree more in some
+    # textures than in others (white noise at 1 px through a 1x1 filter; 4 px through a 7x7 one).
+    level = (many[:, :1] == many[:, :1].amax((-1, -2), keepdim=True)).float()
+    agree = (level[..., 1:, :] == level[..., :-1, :]).float().mean((1, 2, 3))
+    assert agree.min() < 0.75 and agree.max() > 0.9
+    assert not torch.equal(many, alg.source("randconv").draw(64, torch.Generator().manual_seed(2)))
+
+
 def test_the_game_builds_its_photograph_bank_when_a_share_is_on_photographs():
     cfg = tiny_config(mask="heuristic", epochs_f=1, epochs_adv=1, limit=128, real_fraction=0.5)
     from backdrop.data import load_dataset
@@ -330,10 +355,11 @@ def test_the_game_builds_its_photograph_bank_when_a_share_is_on_photographs():
     assert torch.isfinite(alg.predict(torch.rand(4, 1, 32, 32))).all()
 
 
-def test_black_real_and_replay_fractions_cannot_exceed_the_batch():
+def test_the_mixed_in_shares_cannot_exceed_the_batch():
     from backdrop.hparams import make_config
-    with pytest.raises(UserError, match="'black_fraction' \\+ 'real_fraction' \\+ 'replay_fraction' = 1.25 is more"):
-        make_config({"black_fraction": 0.5, "real_fraction": 0.5, "replay_fraction": 0.25})
+    with pytest.raises(UserError, match="'black_fraction' \\+ 'real_fraction' \\+ 'randconv_fraction' \\+ "
+                                        "'replay_fraction' = 1.5 is more"):
+        make_config({"black_fraction": 0.5, "real_fraction": 0.5, "randconv_fraction": 0.25, "replay_fraction": 0.25})
 
 
 def test_replay_keeps_one_generated_background_per_step_and_composites_a_share_on_them():
