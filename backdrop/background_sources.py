@@ -2,8 +2,8 @@
 named entry that draws n backgrounds from the caller's noise stream. A new source is an entry
 here (and a choice of `background` in hparams.py), not an edit of the game. The adversary's own
 backgrounds (`background: adv`) belong to the game (algorithms.Adversarial); what the game mixes
-into a batch besides them — black, photographed, random-convolution and replayed shares (`mix`, `ReplayBuffer`) —
-is at the end of this module.
+into a batch besides them — black, photographed, random-convolution and replayed shares (`mix`,
+`ReplayBuffer`) — is at the end of this module.
 
 A source builds any state it needs from the run's seed on first use, so a model rebuilt from a
 checkpoint or a model file draws the same backgrounds as the run that trained it."""
@@ -90,7 +90,7 @@ class RandomConvolutions(BackgroundSource):
 
     def draw(self, n, noise):
         from .backgrounds import random_colours
-        S, K = self.size, max(self.KERNELS)
+        S = self.size
         out = torch.empty(n, 1, S, S)
         for i in range(n):
             s = self.SCALES[int(torch.randint(len(self.SCALES), (1,), generator=noise))]

@@ -60,7 +60,7 @@ HPARAMS = {
                                      "(fine two-colour structure at 1-4 px; after the black and real shares)",
                                 low=0.0, high=1.0),
     "replay_fraction": HParam(0.0, "fraction of each phase-3 batch composited on past generated backgrounds, "
-                                   "replayed from a buffer (after the black and real shares): f keeps seeing "
+                                   "replayed from a buffer (after the black, real and randconv shares): f keeps seeing "
                                    "patterns the generator has moved away from", low=0.0, high=1.0),
     "replay_size": HParam(2048, "backgrounds the replay buffer holds; each game step stores one of its "
                                 "newest over a random old one", low=1),
