@@ -321,7 +321,7 @@ class Adversarial(Algorithm):
             # One generator settles on one palette, and f then falls on a plain wall of a colour
             # it never met (docs/RESULTS.md, Why clock is near chance); the world uses any colours.
             from .backgrounds import random_colours
-            b = random_colours(b, self.noise)
+            b = random_colours(b, self.noise, self.cfg["colour_extremes"])
         return b
 
     def source(self, name):

@@ -84,7 +84,8 @@ class RandomConvolutions(BackgroundSource):
     scale (1, 2 or 4 px), through a random k x k filter (k in 1, 3, 5, 7; RandConv, Xu et al.,
     ICLR 2021), then cut into two levels, either at a random quantile (speckle, blobs, streaks)
     or as a narrow band around one (thin contour lines), and drawn in two random colours per
-    channel as `colour_backgrounds` draws the generator's. A cheap, non-adversarial share of
+    channel as `colour_backgrounds` draws the generator's (`colour_extremes` of them in opposed
+    colours). A cheap, non-adversarial share of
     local texture (`randconv_fraction`)."""
     SCALES, KERNELS = (1, 2, 4), (1, 3, 5, 7)
 
@@ -107,7 +108,7 @@ class RandomConvolutions(BackgroundSource):
                 band = float(torch.empty(()).uniform_(0.05, 0.3, generator=noise)) * v.std()
                 on = (v - level).abs() < band                    # lines along a level set
             out[i, 0] = on.view(S, S).float()
-        return random_colours(out.expand(n, self.channels, S, S), noise)
+        return random_colours(out.expand(n, self.channels, S, S), noise, self.cfg["colour_extremes"])
 
 
 # ---------------------------------------------------------------- what the game mixes in

@@ -72,6 +72,10 @@ HPARAMS = {
     "colour_backgrounds": HParam(False, "draw each generated background's pattern in random colours: every channel "
                                         "mapped onto a random range of its own, drawn per image (the adversary's "
                                         "patterns in every palette, as the world suite draws its families)"),
+    "colour_extremes": HParam(0.0, "share of recoloured backgrounds (colour_backgrounds, randconv) whose colours are "
+                                   "drawn near black and white per channel (arcsine ends) instead of uniformly: "
+                                   "patterns in strongly opposed colours, which uniform colours rarely give",
+                              low=0.0, high=1.0),
     "f_average": HParam(0.0, "decay of an exponential moving average of f's weights over the game "
                              "(0 = off); predict uses the average once the game has begun", low=0.0, high=0.9999),
     "white_penalty": HParam(True, "penalise relu(mean(b) - 0.5) so f_b cannot win by painting white"),
@@ -155,6 +159,11 @@ def make_config(overrides: dict | None = None, where="config") -> dict:
         if cfg[key] != off and cfg["background"] != "adv":
             raise UserError(f"{where}: '{key}' acts on the adversarial generator, but background is "
                             f"{cfg['background']!r}; set background: adv or drop '{key}'")
+    recoloured = ((cfg["colour_backgrounds"] and cfg["background"] == "adv") or cfg["randconv_fraction"]
+                  or cfg["background"] == "randconv")
+    if cfg["colour_extremes"] and not recoloured:
+        raise UserError(f"{where}: 'colour_extremes' = {cfg['colour_extremes']:g} changes how backgrounds are "
+                        "recoloured, but nothing is: set colour_backgrounds: true or a randconv share, or drop it")
     share_keys = ("black_fraction", "real_fraction", "randconv_fraction", "replay_fraction")
     shares = sum(cfg[k] for k in share_keys)
     if shares > 1:

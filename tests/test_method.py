@@ -477,6 +477,48 @@ def test_colour_backgrounds_recolour_the_generators_own_backgrounds():
     assert torch.allclose(b, ends[0] + (ends[1] - ends[0]) * raw, atol=1e-6)
 
 
+def test_colour_extremes_draw_strongly_opposed_colours_far_more_often():
+    from backdrop.backgrounds import random_colours
+    pattern = torch.zeros(1, 1, 4, 4)
+    pattern[..., :2, :] = 1.0
+    b = pattern.expand(4000, 3, 4, 4)
+
+    def far_apart(extremes):
+        out = random_colours(b, torch.Generator().manual_seed(0), extremes)
+        return ((out[:, :, 0, 0] - out[:, :, -1, 0]).abs() > 0.9).float().mean().item()
+
+    assert far_apart(0.0) < 0.02 and far_apart(1.0) > 0.045      # ~1 % uniform, ~6.5 % arcsine
+    assert 0.02 < far_apart(0.5) < 0.05
+    g, h = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(random_colours(b[:8], g, 0.0), random_colours(b[:8], h))   # 0 is the old stream
+    assert torch.equal(g.get_state(), h.get_state())
+
+
+def test_colour_extremes_recolour_the_generators_and_the_textures_backgrounds():
+    cfg = tiny_config(colour_backgrounds=True, colour_extremes=1.0, randconv_fraction=0.25, tiles=1, noise_dim=4)
+    alg = Adversarial(cfg, in_channels=3)
+    replay = torch.Generator()
+    replay.set_state(alg.noise.get_state())
+    b = alg.backgrounds(16, "cpu", generator_live=False)
+    with torch.no_grad():
+        raw = alg.f_b(alg.f_b.sample_noise(16, replay))
+    ends = torch.sin(torch.rand((2, 16, 3, 1, 1), generator=replay) * (torch.pi / 2)) ** 2
+    assert torch.allclose(b, ends[0] + (ends[1] - ends[0]) * raw, atol=1e-6)
+    plain = Adversarial(tiny_config(randconv_fraction=0.25), in_channels=3).source("randconv")
+    pushed, uniform = (src.draw(32, torch.Generator().manual_seed(1)) for src in (alg.source("randconv"), plain))
+    assert not torch.equal(pushed, uniform)        # the same textures, in other colours
+
+
+def test_colour_extremes_need_something_recoloured():
+    from backdrop.hparams import make_config
+    with pytest.raises(UserError, match="'colour_extremes' = 0.5 changes how backgrounds are recoloured"):
+        make_config({"colour_extremes": 0.5})
+    with pytest.raises(UserError, match="'colour_extremes'"):
+        make_config({"colour_extremes": 0.5, "colour_backgrounds": True, "background": "real"})
+    assert make_config({"colour_extremes": 0.5, "colour_backgrounds": True})["colour_extremes"] == 0.5
+    assert make_config({"colour_extremes": 0.5, "randconv_fraction": 0.25})["colour_extremes"] == 0.5
+
+
 def test_a_grid_tiles_each_image_in_its_place_with_white_gaps():
     from backdrop.figures import tile
     images = torch.arange(1, 11, dtype=torch.float32).div(20).view(10, 1, 1, 1).expand(10, 3, 4, 5)
