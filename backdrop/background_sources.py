@@ -85,8 +85,7 @@ class RandomConvolutions(BackgroundSource):
     ICLR 2021), then cut into two levels, either at a random quantile (speckle, blobs, streaks)
     or as a narrow band around one (thin contour lines), and drawn in two random colours per
     channel as `colour_backgrounds` draws the generator's (`colour_extremes` of them in opposed
-    colours). A cheap, non-adversarial share of
-    local texture (`randconv_fraction`)."""
+    colours). A cheap, non-adversarial share of local texture (`randconv_fraction`)."""
     SCALES, KERNELS = (1, 2, 4), (1, 3, 5, 7)
 
     def draw(self, n, noise):
