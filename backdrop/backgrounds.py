@@ -461,16 +461,18 @@ def random_colours(b: torch.Tensor, generator: torch.Generator, extremes: float 
     inverts the channel). A two-valued pattern comes out in two random colours, the way `in_colour`
     draws a family. Differentiable in `b`.
 
-    `extremes` is the share of images whose ends are drawn from the arcsine distribution
-    (sin^2(pi u / 2)) instead: near 0 and 1 far more often, so a channel's two ends are more than
-    0.9 apart in 6.5 % of draws rather than 1 %. Uniform ends make strongly opposed colours (a
-    pattern in black and white, or in a dark green on a light pink) rare, and a model that never
-    met them falls on them (docs/RESULTS.md, The probe on world_randconv's models). At 0 nothing
-    more is drawn from `generator`, so the stream is the one uniform ends alone use."""
+    `extremes` is the share of images drawn in opposed colours instead: per channel, one end
+    from the arcsine distribution (sin^2(pi u / 2), near 0 or 1 more often than not) and the other
+    its opposite, 1 - lo. A channel's two ends are then more than 0.9 apart in 29 % of draws
+    (uniform ends: 1 %), and all three channels more than 0.8 apart, a pattern near black and
+    white in some hue, in 7 % (uniform: under 0.01 %). Uniform ends make such patterns rare, and a
+    model that never met them falls on them (docs/RESULTS.md, The probe on world_randconv's
+    models). At 0 nothing more is drawn from `generator`: the stream uniform ends alone use."""
     ends = torch.rand((2, b.shape[0], b.shape[1], 1, 1), generator=generator)
     if extremes > 0:
         pushed = torch.rand(b.shape[0], generator=generator) < extremes
-        ends = torch.where(pushed[None, :, None, None, None], torch.sin(ends * (torch.pi / 2)) ** 2, ends)
+        lo = torch.sin(ends[0] * (torch.pi / 2)) ** 2
+        ends = torch.where(pushed[None, :, None, None, None], torch.stack([lo, 1 - lo]), ends)
     ends = ends.to(b.device, b.dtype)
     return ends[0] + (ends[1] - ends[0]) * b
 

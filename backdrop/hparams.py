@@ -72,9 +72,9 @@ HPARAMS = {
     "colour_backgrounds": HParam(False, "draw each generated background's pattern in random colours: every channel "
                                         "mapped onto a random range of its own, drawn per image (the adversary's "
                                         "patterns in every palette, as the world suite draws its families)"),
-    "colour_extremes": HParam(0.0, "share of recoloured backgrounds (colour_backgrounds, randconv) whose colours are "
-                                   "drawn near black and white per channel (arcsine ends) instead of uniformly: "
-                                   "patterns in strongly opposed colours, which uniform colours rarely give",
+    "colour_extremes": HParam(0.0, "share of recoloured backgrounds (colour_backgrounds, randconv) drawn in opposed "
+                                   "colours (per channel one end near 0 or 1, the other its opposite) instead of "
+                                   "uniform ones: high-contrast patterns, which uniform colours rarely give",
                               low=0.0, high=1.0),
     "f_average": HParam(0.0, "decay of an exponential moving average of f's weights over the game "
                              "(0 = off); predict uses the average once the game has begun", low=0.0, high=0.9999),
